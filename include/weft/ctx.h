@@ -1,0 +1,196 @@
+/* weft/ctx.h: contexts — Go's context package in C.
+ *
+ * A context carries a cancellation signal, an optional deadline and request-scoped values across API
+ * boundaries and threads. Contexts form a tree: cancelling one cancels every context derived from it.
+ *
+ * Ownership. Contexts are reference-counted. Every weft_ctx_with_*() call returns a new context holding one
+ * reference that belongs to the caller; the child holds a reference to its parent, so a parent lives at
+ * least as long as its children. A parent does *not* keep its children alive: when the last reference to a
+ * derived context is released, the context is detached from its parent and its timer is disarmed, so a
+ * context that is released without being cancelled never grows its parent. The roots (weft_background(),
+ * weft_todo()) are static; retaining and releasing them is allowed and does nothing.
+ *
+ * The common Go pattern `ctx, cancel := context.WithTimeout(parent, d); defer cancel()` is:
+ *
+ *     weft_ctx *ctx;
+ *     int rc = weft_ctx_with_timeout(parent, WEFT_MS(250), &ctx);
+ *     if (rc != 0) return rc;
+ *     ... use ctx ...
+ *     weft_ctx_end(ctx);          // cancel + release: one call at the end
+ *
+ * Thread safety: every function here may be called from any thread, concurrently, on the same context,
+ * provided the caller holds a reference for the duration of the call.
+ *
+ * Errors: derivations return WEFT_EINVAL for a NULL parent or out pointer (and *out is set to NULL),
+ * WEFT_ENOMEM when memory runs out. A derivation from an already-done parent succeeds and returns a child
+ * that is already done with the parent's error and cause, as in Go. */
+#ifndef WEFT_CTX_H
+#define WEFT_CTX_H
+
+#include <stdio.h>
+
+#include "common.h"
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_ctx weft_ctx;
+
+/* ---- roots -------------------------------------------------------------------------------------- */
+
+/* Returns the background root: never cancelled, no deadline, no values. Static; never NULL. */
+WEFT_API weft_ctx *weft_background(void);
+/* Returns the TODO root: like background, for code that has not yet been given a context. */
+WEFT_API weft_ctx *weft_todo(void);
+
+/* ---- derivations (each returns 0 and stores a new context with one reference in *out) ----------- */
+
+/* A child cancelled by weft_ctx_cancel*() or when the parent is done. */
+WEFT_API int weft_ctx_with_cancel(weft_ctx *parent, weft_ctx **out);
+
+/* A child that also ends at `deadline` (absolute, CLOCK_MONOTONIC ns) with WEFT_EDEADLINE. The effective
+ * deadline is min(deadline, parent's deadline); when the parent's deadline comes first no timer is armed.
+ * A deadline already past gives a child that is already done with WEFT_EDEADLINE. */
+WEFT_API int weft_ctx_with_deadline(weft_ctx *parent, int64_t deadline, weft_ctx **out);
+/* weft_ctx_with_deadline(parent, weft_deadline_in(timeout), out). A negative timeout is already expired. */
+WEFT_API int weft_ctx_with_timeout(weft_ctx *parent, int64_t timeout, weft_ctx **out);
+/* As above, but when the deadline fires the context's cause is `cause` instead of WEFT_EDEADLINE
+ * (weft_ctx_err() still says WEFT_EDEADLINE). `cause` must be negative (WEFT_EINVAL otherwise). */
+WEFT_API int weft_ctx_with_deadline_cause(weft_ctx *parent, int64_t deadline, int cause, weft_ctx **out);
+WEFT_API int weft_ctx_with_timeout_cause(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out);
+
+/* A child carrying `value` under `key`. The key is the address of a unique object of the caller's (a
+ * static variable), so keys of different modules never collide; NULL gives WEFT_EINVAL. If `dtor` is not
+ * NULL it is called with `value` exactly once, when the context is freed — or before returning, if the call
+ * fails, so ownership of `value` always passes to the call. The child shares its parent's cancellation and
+ * deadline; weft_ctx_cancel() on it returns WEFT_EINVAL (as in Go, a value context has no cancel). */
+WEFT_API int weft_ctx_with_value(weft_ctx *parent, const void *key, void *value, void (*dtor)(void *),
+                                 weft_ctx **out);
+
+/* A child that keeps the parent's values but is never cancelled and has no deadline (Go's WithoutCancel).
+ * Use it for work that must outlive the request, such as a confirmation sent after the response. */
+WEFT_API int weft_ctx_without_cancel(weft_ctx *parent, weft_ctx **out);
+
+/* A child of several parents: done as soon as any parent is done (with that parent's error and cause), its
+ * deadline is the earliest of the parents', and values are looked up in each parent in the order given.
+ * It is registered with each parent; no thread is used. n must be 1..64 (WEFT_EINVAL otherwise, or when an
+ * entry is NULL). The child holds a reference to each parent. */
+WEFT_API int weft_ctx_with_parents(weft_ctx *const *parents, size_t n, weft_ctx **out);
+
+/* ---- cancellation -------------------------------------------------------------------------------- */
+
+/* Cancels `ctx` with WEFT_ECANCELED and every context derived from it, disarms their timers, wakes every
+ * thread waiting on them and schedules their after-funcs; the context is unlinked from its parent.
+ * Returns 0, also when ctx was already done (cancel is idempotent; the first error and cause stay).
+ * WEFT_EINVAL for NULL, for a root, or for a context with no cancel of its own (value, without-cancel). */
+WEFT_API int weft_ctx_cancel(weft_ctx *ctx);
+/* As weft_ctx_cancel(), recording `cause` (a negative code of the caller's) as weft_ctx_cause(). A cause of
+ * 0 means WEFT_ECANCELED. WEFT_EINVAL for a positive cause. */
+WEFT_API int weft_ctx_cancel_cause(weft_ctx *ctx, int cause);
+
+/* Cancel (when the context has a cancel of its own) and release: the `defer cancel()` of Go. NULL is a
+ * no-op. After it the caller's reference is gone. */
+WEFT_API void weft_ctx_end(weft_ctx *ctx);
+
+/* Adds a reference and returns ctx (NULL gives NULL). */
+WEFT_API weft_ctx *weft_ctx_retain(weft_ctx *ctx);
+/* Drops a reference; the last one detaches the context from its parent, disarms its timer, runs the value
+ * destructor and frees it. NULL is a no-op. Releasing more often than retained is a bug: builds with
+ * WEFT_DEBUG_REFS=1 in the environment (and sanitizer builds) report it and abort. */
+WEFT_API void weft_ctx_release(weft_ctx *ctx);
+
+/* ---- state -------------------------------------------------------------------------------------- */
+
+/* Returns 0 while the context is live, WEFT_ECANCELED once cancelled, WEFT_EDEADLINE once its deadline
+ * passed. One atomic load: cheap enough for any loop. NULL gives WEFT_EINVAL. */
+WEFT_API int weft_ctx_err(const weft_ctx *ctx);
+/* true once weft_ctx_err() is non-zero. */
+WEFT_API bool weft_ctx_done(const weft_ctx *ctx);
+/* Returns the cause: 0 while live; the cause given to weft_ctx_cancel_cause() or a *_cause deadline; else
+ * the same as weft_ctx_err(). For a signal context, WEFT_SIGNAL_CAUSE(signo). NULL gives WEFT_EINVAL. */
+WEFT_API int weft_ctx_cause(const weft_ctx *ctx);
+/* Returns the effective deadline, or WEFT_FOREVER when there is none (also for NULL). */
+WEFT_API int64_t weft_ctx_deadline(const weft_ctx *ctx);
+
+/* Returns the value stored under `key` in ctx or its nearest ancestor that has one (shadowing as in Go),
+ * or NULL when none has it. The value stays owned by the context that stored it and is valid while the
+ * caller holds a reference to ctx. */
+WEFT_API void *weft_ctx_value(const weft_ctx *ctx, const void *key);
+/* As weft_ctx_value(), telling a stored NULL apart from a missing key: returns true and sets *value
+ * (when value is not NULL) if found. */
+WEFT_API bool weft_ctx_lookup(const weft_ctx *ctx, const void *key, void **value);
+
+/* ---- waiting ------------------------------------------------------------------------------------ */
+
+/* Blocks until ctx is done or `deadline` (absolute; WEFT_FOREVER for none) passes. Spins briefly, then
+ * parks. Returns the context's error (WEFT_ECANCELED / WEFT_EDEADLINE) once done, WEFT_ETIMEDOUT when the
+ * deadline passed first, WEFT_EINVAL for NULL. */
+WEFT_API int weft_ctx_wait(weft_ctx *ctx, int64_t deadline);
+
+/* Sleeps for `duration` ns unless ctx ends first. Returns 0 after the full sleep, else the context's error.
+ * A duration <= 0 returns at once (0, or the error if ctx is already done). */
+WEFT_API int weft_ctx_sleep(weft_ctx *ctx, int64_t duration);
+
+/* Returns a file descriptor that becomes readable (POLLIN) once ctx is done, for poll/epoll loops; an
+ * eventfd created on first use and shared by later calls. The fd belongs to the context's cancellation
+ * source: do not close or read it; it stays valid while the caller holds a reference to ctx. A context
+ * that can never be cancelled returns an fd that never becomes readable. Negative weft code on error
+ * (WEFT_EINVAL, WEFT_ESYS when eventfd fails). */
+WEFT_API int weft_ctx_fd(weft_ctx *ctx);
+
+typedef struct weft_after weft_after;
+
+/* Arranges for fn(arg) to run once after ctx is done (Go's context.AfterFunc). fn runs on weft's callback
+ * thread (one per process, started on first use), never on the cancelling thread and never while a weft
+ * lock is held. It may call any weft function, but blocking in it delays the other callbacks. If ctx is
+ * already done, fn is scheduled at once. The registration keeps ctx alive until fn has run or been stopped.
+ * If `handle` is not NULL it receives a handle that the caller must pass to weft_after_stop() exactly once;
+ * with a NULL handle the callback cannot be stopped. Returns 0, WEFT_EINVAL (NULL ctx or fn; a context that
+ * can never be cancelled), WEFT_ENOMEM. On error fn is never called. */
+WEFT_API int weft_ctx_after_func(weft_ctx *ctx, void (*fn)(void *arg), void *arg, weft_after **handle);
+
+/* Stops the callback if it has not started and frees the handle. Returns true if this call stopped it
+ * (fn will never run), false if fn already ran or is running. NULL returns false. */
+WEFT_API bool weft_after_stop(weft_after *handle);
+
+/* ---- signals ------------------------------------------------------------------------------------ */
+
+/* The cause of a context cancelled by signal `signo`, and the way back (0 when `cause` is not one). */
+#define WEFT_SIGNAL_CAUSE(signo) (-256 - (signo))
+WEFT_API int weft_cause_signal(int cause);
+
+/* A child of `parent` cancelled when one of the signals `sigs[0..n)` arrives (Go's signal.NotifyContext);
+ * n == 0 means SIGINT and SIGTERM. The cause is WEFT_SIGNAL_CAUSE(signo); weft_ctx_err() says canceled.
+ * Signals are received by a dedicated thread with sigwait — no work runs in a signal handler. The signals
+ * are blocked in the calling thread and in the threads weft creates; block them in your own threads (or
+ * create this context before starting threads) so the kernel delivers them to weft. While any signal
+ * context is live, a second arrival of the same signal after the context was cancelled exits the process
+ * with status 128+signo if `force_exit_on_second` is true. Releasing the context stops the notification for
+ * it. Returns 0, WEFT_EINVAL, WEFT_ENOMEM, WEFT_ESYS. */
+WEFT_API int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool force_exit_on_second,
+                                   weft_ctx **out);
+
+/* ---- debug aids --------------------------------------------------------------------------------- */
+
+/* Returns the number of derived contexts alive in the process (roots not counted). */
+WEFT_API size_t weft_ctx_live_count(void);
+
+/* Writes the subtree under ctx to `out`, one line per context, indented by depth: kind, state (live,
+ * canceled, deadline), age, deadline remaining, references. Children linked for cancellation are shown;
+ * value and without-cancel contexts appear under the context they were derived from only when WEFT_LEAKS
+ * tracking is on. Returns 0, or WEFT_EINVAL for NULL arguments. */
+WEFT_API int weft_ctx_dump(weft_ctx *ctx, FILE *out);
+
+/* Leak report. When the environment has WEFT_LEAKS=1 at the first derivation, weft records where each
+ * context was created and, at exit, prints every context never released to stderr. These calls do the
+ * same on demand: weft_ctx_leak_tracking() says whether tracking is on, weft_ctx_leak_report() writes the
+ * contexts alive right now (kind, age, creator) and returns how many it wrote. */
+WEFT_API bool weft_ctx_leak_tracking(void);
+WEFT_API size_t weft_ctx_leak_report(FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+/* lib/internal.h: helpers shared by the runtime's files (not API). */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "weft/weft.h"
+
+#define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define WEFT__CACHELINE 64
+#define WEFT__CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
+
+/* A broken internal invariant (a failed pthread call, a corrupted structure) is a bug: report and abort.
+ * Never used for bad input or for running out of memory. */
+#define WEFT__ASSERT(cond)                                                                          \
+  do {                                                                                              \
+    if (WEFT__UNLIKELY(!(cond))) weft__panic(__FILE__, __LINE__, #cond);                            \
+  } while (0)
+_Noreturn void weft__panic(const char *file, int line, const char *what);
+
+/* One pause instruction, for spin loops. */
+static inline void weft__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Futex wrappers on a 32-bit word (process-private). wait returns 0 when woken, or -errno (EAGAIN when the
+ * word no longer held `val`, ETIMEDOUT, EINTR). `deadline` is absolute CLOCK_MONOTONIC ns or WEFT_FOREVER. */
+int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline, uint32_t bitset);
+void weft__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset);
+
+/* The time a brief spin is allowed before a thread parks; NOTES.md: a parked hand-off costs ~14 us here
+ * against ~0.3 us spinning. Counted in pause iterations. */
+#define WEFT__SPIN_ITERS 2000
+
+#endif

@@ -1,0 +1,33 @@
+#include <string.h>
+
+#include "weft_test.h"
+
+WEFT_TEST(error, strerror_names_every_code) {
+  cr_assert_str_eq(weft_strerror(0), "success");
+  cr_assert_str_eq(weft_strerror(WEFT_ECANCELED), "context canceled");
+  cr_assert_str_eq(weft_strerror(WEFT_EDEADLINE), "context deadline exceeded");
+  cr_assert_str_eq(weft_err_name(WEFT_ECLOSED), "WEFT_ECLOSED");
+  cr_assert_str_eq(weft_err_name(0), "WEFT_OK");
+  for (int e = -1; e > WEFT__ERRNO_LAST; e--) {
+    cr_assert_str_neq(weft_strerror(e), "unknown error", "code %d has no message", e);
+    cr_assert(strncmp(weft_err_name(e), "WEFT_E", 6) == 0);
+  }
+  cr_assert_str_eq(weft_strerror(-9999), "unknown error");
+  cr_assert_str_eq(weft_strerror(WEFT_SIGNAL_CAUSE(15)), "interrupted by a signal");
+}
+
+WEFT_TEST(error, version_matches_header) {
+  cr_assert_eq(weft_version(), (unsigned)WEFT_VERSION_HEX);
+  char buf[32];
+  snprintf(buf, sizeof buf, "%d.%d.%d", WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
+  cr_assert_str_eq(weft_version_string(), buf);
+}
+
+WEFT_TEST(error, time_helpers) {
+  cr_assert_eq(WEFT_MS(250), 250000000);
+  cr_assert_eq(weft_deadline_in(WEFT_FOREVER), WEFT_FOREVER);
+  int64_t a = weft_now();
+  int64_t d = weft_deadline_in(WEFT_SEC(1));
+  cr_assert(d >= a + WEFT_SEC(1));
+  cr_assert(weft_deadline_in(-5) < weft_now() + 1);
+}
