@@ -160,9 +160,10 @@ static weft_ctx *ctx_new(int kind, weft_ctx *parent, void *creator) {
   atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
   c->kind = (uint8_t)kind;
   c->flags = 0;
+  c->timer_off = 0;
   c->born_ms = coarse_ms();
   c->heap_idx = 0;
-  ck_spinlock_fas_init(&c->lock);
+  atomic_store_explicit(&c->lock.locked, 0, memory_order_relaxed);
   atomic_store_explicit(&c->wake, 0, memory_order_relaxed);
   c->parent = weft_ctx_retain(parent);
   c->ext = NULL;
@@ -208,8 +209,9 @@ static void ctx_destroy(weft_ctx *c) {
   while (c != NULL) {
     weft_ctx *parent = c->parent;
     if (weft__has_cancel(c)) {
-      if (c->kind == WEFT__K_DEADLINE && !(c->flags & WEFT__F_TIMER_OFF)) weft__timer_disarm(c);
+      /* Unlink first: taking the parent's lock waits out any cancel walking through c. */
       unlink_from_parent(c);
+      if (c->kind == WEFT__K_DEADLINE && !c->timer_off) weft__timer_disarm(c);
       if (c->kind == WEFT__K_MULTI) multi_deregister(c);
       if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
     } else if (c->kind == WEFT__K_VALUE && c->u.v.dtor) {
@@ -301,33 +303,40 @@ static void multi_deregister(weft_ctx *c) {
 
 /* ---- cancellation -------------------------------------------------------------------------------- */
 
-/* Marks c done (c locked, c live). Collects its callback nodes onto *pending (multi children retained;
- * dying ones skipped) and wakes whatever waits on it. */
-static void mark_done(weft_ctx *c, int err, int cause, weft__cbnode **pending) {
+/* First half of ending c (c locked, c live): records the cause, stops the timer and collects c's callback
+ * nodes onto *pending (multi children retained, dying ones skipped). The error itself is published by
+ * notify() once c's whole subtree is done, so whoever sees c done — by polling weft_ctx_err() or by being
+ * woken — finds every descendant of c done too. c stays locked in between, so nothing can be derived from
+ * it meanwhile. */
+static void mark_done(weft_ctx *c, int cause, weft__cbnode **pending) {
   c->cause = cause;
-  atomic_store(&c->err, err);
-  uint32_t w = atomic_load(&c->wake);
-  if (w & WEFT__WORD_SLEEPERS) {
-    atomic_fetch_add(&c->wake, WEFT__WORD_STEP);
-    weft__futex_wake(&c->wake, INT_MAX, FUTEX_BITSET_MATCH_ANY);
-  }
   if (c->kind == WEFT__K_DEADLINE) {
     weft__timer_disarm(c);
-    c->flags |= WEFT__F_TIMER_OFF;
+    c->timer_off = 1;
   }
   weft__ext *e = c->ext;
   if (e == NULL) return;
-  if (e->efd >= 0) {
-    uint64_t one = 1;
-    ssize_t r = write(e->efd, &one, sizeof one);
-    (void)r;
-  }
   while (e->cbs) {
     weft__cbnode *n = e->cbs;
     cb_unlink(n);
     if (n->type == WEFT__CB_MULTI && !weft__try_retain(n->owner)) continue; /* dying: it deregisters itself */
     n->next = *pending;
     *pending = n;
+  }
+}
+
+/* Second half (c locked, its subtree done): publishes err and wakes whatever waits on c. */
+static void notify(weft_ctx *c, int err) {
+  atomic_store(&c->err, err);
+  uint32_t w = atomic_load(&c->wake);
+  if (w & WEFT__WORD_SLEEPERS) {
+    atomic_fetch_add(&c->wake, WEFT__WORD_STEP);
+    weft__futex_wake(&c->wake, INT_MAX, FUTEX_BITSET_MATCH_ANY);
+  }
+  if (c->ext != NULL && c->ext->efd >= 0) {
+    uint64_t one = 1;
+    ssize_t r = write(c->ext->efd, &one, sizeof one);
+    (void)r;
   }
 }
 
@@ -339,7 +348,7 @@ void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
     return;
   }
   if (from_timer && root->cause != 0) cause = root->cause; /* a *_cause deadline */
-  mark_done(root, err, cause, &pending);
+  mark_done(root, cause, &pending);
   /* Depth-first over the cancellation subtree, holding the locks along the path. */
   weft_ctx *cur = root;
   for (;;) {
@@ -351,7 +360,7 @@ void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
         weft__unlock(k);
         continue;
       }
-      mark_done(k, err, cause, &pending);
+      mark_done(k, cause, &pending);
       k->u.c.next = cur; /* the way back up */
       cur = k;
       continue;
@@ -359,9 +368,11 @@ void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
     if (cur == root) break;
     weft_ctx *up = cur->u.c.next;
     cur->u.c.next = NULL;
+    notify(cur, err);
     weft__unlock(cur);
     cur = up;
   }
+  notify(root, err);
   weft__unlock(root);
   unlink_from_parent(root);
   if (root->kind == WEFT__K_MULTI) multi_deregister(root);
