@@ -161,7 +161,6 @@ static weft_ctx *ctx_new(int kind, weft_ctx *parent, void *creator) {
   c->kind = (uint8_t)kind;
   c->flags = 0;
   c->timer_off = 0;
-  c->born_ms = coarse_ms();
   c->heap_idx = 0;
   atomic_store_explicit(&c->lock.locked, 0, memory_order_relaxed);
   atomic_store_explicit(&c->wake, 0, memory_order_relaxed);
@@ -204,13 +203,16 @@ bool weft__try_retain(weft_ctx *c) {
 static void unlink_from_parent(weft_ctx *c);
 static void multi_deregister(weft_ctx *c);
 
-static void ctx_destroy(weft_ctx *c) {
-  /* Iterative over the parent chain: releasing a parent may free it in turn. */
+/* Frees c and, iteratively, each ancestor whose last reference c held. `unlinked` says c's own cancel ran
+ * to completion in this thread, unlinking c under its parent's lock: no cancel walk can be inside c or
+ * reach it any more, so the parent's lock need not be taken again. */
+static void ctx_destroy(weft_ctx *c, bool unlinked) {
   while (c != NULL) {
     weft_ctx *parent = c->parent;
     if (weft__has_cancel(c)) {
       /* Unlink first: taking the parent's lock waits out any cancel walking through c. */
-      unlink_from_parent(c);
+      if (!unlinked) unlink_from_parent(c);
+      unlinked = false;
       if (c->kind == WEFT__K_DEADLINE && !c->timer_off) weft__timer_disarm(c);
       if (c->kind == WEFT__K_MULTI) multi_deregister(c);
       if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
@@ -243,7 +245,7 @@ void weft_ctx_release(weft_ctx *c) {
   uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
   if (WEFT__UNLIKELY(old == 0))
     weft__panic(__FILE__, __LINE__, "weft_ctx_release on a context already released (double release)");
-  if (old == 1) ctx_destroy(c);
+  if (old == 1) ctx_destroy(c, false);
 }
 
 /* ---- linking ------------------------------------------------------------------------------------- */
@@ -340,12 +342,12 @@ static void notify(weft_ctx *c, int err) {
   }
 }
 
-void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
+bool weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
   weft__cbnode *pending = NULL;
   weft__lock(root);
   if (atomic_load_explicit(&root->err, memory_order_relaxed) != 0) {
     weft__unlock(root);
-    return;
+    return false;
   }
   if (from_timer && root->cause != 0) cause = root->cause; /* a *_cause deadline */
   mark_done(root, cause, &pending);
@@ -391,6 +393,7 @@ void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
     }
   }
   if (afters) weft__after_fire(afters);
+  return true;
 }
 
 int weft_ctx_cancel_cause(weft_ctx *c, int cause) {
@@ -403,9 +406,14 @@ int weft_ctx_cancel_cause(weft_ctx *c, int cause) {
 int weft_ctx_cancel(weft_ctx *c) { return weft_ctx_cancel_cause(c, 0); }
 
 void weft_ctx_end(weft_ctx *c) {
-  if (c == NULL) return;
-  if (weft__has_cancel(c) && c->kind != WEFT__K_ROOT) weft__cancel(c, WEFT_ECANCELED, WEFT_ECANCELED, false);
-  weft_ctx_release(c);
+  if (c == NULL || (c->flags & WEFT__F_STATIC)) return;
+  bool unlinked = weft__has_cancel(c) && weft__cancel(c, WEFT_ECANCELED, WEFT_ECANCELED, false) &&
+                  c->kind != WEFT__K_MULTI && c->kind != WEFT__K_SIGNAL;
+  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))
+    weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+  if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  if (old == 1) ctx_destroy(c, unlinked);
 }
 
 /* ---- derivations --------------------------------------------------------------------------------- */
@@ -429,22 +437,25 @@ static bool attach(weft_ctx *c) {
   return true;
 }
 
-static int derive_cancel(weft_ctx *parent, int64_t deadline, int dcause, int kind, weft_ctx **out,
+/* `now` is the current time when the caller already read it (a timeout), or -1. */
+static int derive_cancel(weft_ctx *parent, int64_t deadline, int64_t now, int dcause, int kind, weft_ctx **out,
                          void *creator) {
   if (out == NULL) return WEFT_EINVAL;
   *out = NULL;
   if (parent == NULL || dcause > 0) return WEFT_EINVAL;
   int64_t pdl = weft__src(parent)->u.c.deadline;
   bool timer = deadline < pdl;
+  if (timer && now < 0) now = weft_now();
   weft_ctx *c = ctx_new(timer ? WEFT__K_DEADLINE : kind, parent, creator);
   if (c == NULL) return WEFT_ENOMEM;
+  c->born_ms = now >= 0 ? (uint32_t)(now / 1000000) : coarse_ms();
   c->u.c.deadline = timer ? deadline : pdl;
   c->cause = timer ? dcause : 0; /* before attach: a cancel may reach c as soon as it is linked */
   if (attach(c) || !timer) {
     *out = c;
     return 0;
   }
-  if (deadline <= weft_now()) {
+  if (deadline <= now) {
     weft__cancel(c, WEFT_EDEADLINE, WEFT_EDEADLINE, true);
   } else {
     int rc = weft__timer_arm(c);
@@ -460,24 +471,33 @@ static int derive_cancel(weft_ctx *parent, int64_t deadline, int dcause, int kin
 }
 
 int weft_ctx_with_cancel(weft_ctx *parent, weft_ctx **out) {
-  return derive_cancel(parent, WEFT_FOREVER, 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_cancel(parent, WEFT_FOREVER, -1, 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
 }
 int weft_ctx_with_deadline(weft_ctx *parent, int64_t deadline, weft_ctx **out) {
-  return derive_cancel(parent, deadline, 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_cancel(parent, deadline, -1, 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
 }
+/* One clock read for a timeout: the deadline and the birth time come from it. */
+static int derive_timeout(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out, void *creator) {
+  int64_t now = weft_now();
+  int64_t deadline = timeout == WEFT_FOREVER ? WEFT_FOREVER
+                     : (timeout > 0 && now > WEFT_FOREVER - timeout) ? WEFT_FOREVER
+                                                                     : now + timeout;
+  return derive_cancel(parent, deadline, now, cause, WEFT__K_CANCEL, out, creator);
+}
+
 int weft_ctx_with_timeout(weft_ctx *parent, int64_t timeout, weft_ctx **out) {
-  return derive_cancel(parent, weft_deadline_in(timeout), 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_timeout(parent, timeout, 0, out, __builtin_return_address(0));
 }
 int weft_ctx_with_deadline_cause(weft_ctx *parent, int64_t deadline, int cause, weft_ctx **out) {
-  return derive_cancel(parent, deadline, cause, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_cancel(parent, deadline, -1, cause, WEFT__K_CANCEL, out, __builtin_return_address(0));
 }
 int weft_ctx_with_timeout_cause(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out) {
-  return derive_cancel(parent, weft_deadline_in(timeout), cause, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_timeout(parent, timeout, cause, out, __builtin_return_address(0));
 }
 
 
 int weft__ctx_with_signal_kind(weft_ctx *parent, weft_ctx **out) {
-  return derive_cancel(parent, WEFT_FOREVER, 0, WEFT__K_SIGNAL, out, __builtin_return_address(0));
+  return derive_cancel(parent, WEFT_FOREVER, -1, 0, WEFT__K_SIGNAL, out, __builtin_return_address(0));
 }
 
 int weft_ctx_with_value(weft_ctx *parent, const void *key, void *value, void (*dtor)(void *),
