@@ -6,5 +6,6 @@
 #include "error.h"
 #include "version.h"
 #include "ctx.h"
+#include "chan.h"
 
 #endif
