@@ -7,5 +7,6 @@
 #include "version.h"
 #include "ctx.h"
 #include "chan.h"
+#include "pipeline.h"
 
 #endif

@@ -1,0 +1,293 @@
+/* weft/pipeline.h: pipelines — a source, stages and a sink wired with bounded channels, run under a context.
+ *
+ *     weft_pipeline *p;
+ *     weft_pipeline_create(&p, NULL);
+ *     weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+ *     o.item_size = sizeof(int64_t);
+ *     weft_pipeline_source(p, &o, numbers, NULL);           // emits int64_t items
+ *     o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
+ *     o.workers = 4;                                          // fan-out: 4 threads; their outputs fan in
+ *     weft_pipeline_map(p, &o, square, NULL);
+ *     weft_pipeline_sink(p, NULL, collect, &sum);
+ *     weft_pipeline_report rep;
+ *     int rc = weft_pipeline_run(p, ctx, &rep);               // 0, or the first error and rep.stage
+ *     weft_pipeline_destroy(p);
+ *
+ * Shape. A pipeline is one or more sources, any number of stages, and one sink, in a line: stage k reads
+ * what stage k-1 emits; the outputs of several sources merge into the first stage's input. Every
+ * connection is a bounded weft channel, so a slow stage slows everything upstream of it (backpressure) and
+ * the memory a run uses is fixed by the options, whatever the number of items (weft_pipeline_bound()).
+ * For other topologies, weft_chan_merge() and weft_chan_tee() below work on any channels.
+ *
+ * Threads. weft_pipeline_run() runs each source on a thread of its own, each stage on `workers` threads
+ * (fan-out; their outputs fan in to one channel), and the sink's first worker on the calling thread; it
+ * creates them and joins them all before it returns. Pipelines do not use the job pool. The threads block
+ * every signal (as every thread weft creates), so signal contexts keep working.
+ *
+ * Items. Every stage's output items have one fixed size (`item_size`) and are copied by value, as channel
+ * elements are. Items that are pointers to resources ("pointer items": item_size == sizeof(void *)) name a
+ * `release` hook, and then this rule holds and is enforced by the runtime:
+ *
+ *     Every item is delivered downstream exactly once or released exactly once — never both, never
+ *     neither — including when the run fails, is cancelled, hits its deadline, or is drained.
+ *
+ * Who owns an item when:
+ *   - A source owns what it creates until weft_pipeline_emit() returns 0; from then on the pipeline does.
+ *     When emit fails the item was not emitted and is still the caller's.
+ *   - A stage or sink function owns its input item from the call on *if it returns 0* (map, flat_map,
+ *     batch, sink: the input is consumed — turned into output, passed on through emit, kept, or freed by
+ *     the function itself). If it returns an error, it must not have freed or emitted the input; the
+ *     pipeline releases it. A filter never owns its input: kept items pass on, dropped ones (and the
+ *     input of a filter that fails) are released by the pipeline.
+ *   - Items inside the pipeline when a run stops early (in channels, in bursts held by workers, in reorder
+ *     windows, in partial batches) are released by the pipeline before weft_pipeline_run() returns, on the
+ *     calling thread or a worker thread, never concurrently for the same item.
+ * Without a release hook, items are plain values and "released" means dropped (and counted in stats).
+ *
+ * Bursts. Inside the pipeline items travel in bursts (several items per channel element), which is how a
+ * run moves millions of items per second: a worker fills an output burst as its function emits, and sends
+ * it when it is full or when the worker's input is momentarily empty (so no item waits while a worker
+ * idles). The burst size adapts to the receiving stage: stages whose function takes long get small bursts
+ * (down to one item), so that their workers share the work; cheap stages get large ones (up to
+ * `burst`). A source's partial burst is sent when it is full, when the source calls weft_pipeline_flush(),
+ * and when the source returns — a source that produces items slowly and wants each one handled at once
+ * calls weft_pipeline_flush() after emitting, or sets `burst` to 1.
+ *
+ * Ordering. A stage with `ordered` set emits its outputs in the order of its inputs, whatever the order
+ * its workers finish in: finished bursts that are ahead of the oldest unfinished one wait in a reorder
+ * window of `reorder_window` bursts; when the window is full, workers wait (so a slow item holds back at
+ * most the window, never unbounded memory). An unordered stage emits as items finish. A stage with one
+ * worker always keeps order. The input order of the first stage is the emit order of a single source.
+ *
+ * Errors and cancellation. The run derives a context from the caller's; stage functions receive it and
+ * should pass it to whatever blocks. The first stage function to return an error cancels that context
+ * with the error as cause: every worker stops promptly, including those blocked on full or empty channels
+ * or in a reorder window, and the run returns that error with the stage's index in the report. If the
+ * caller's context ends (cancel, deadline), the run returns its error (WEFT_ECANCELED / WEFT_EDEADLINE)
+ * with stage -1. weft_pipeline_drain() stops the sources and lets everything already emitted finish.
+ *
+ * Errors common to every function: WEFT_EINVAL for NULL or invalid arguments, WEFT_ENOMEM, WEFT_ESTATE for
+ * a call the pipeline's state does not allow (adding a stage after the sink or after a run, running twice).
+ * A call that fails changes nothing and never calls the function it was given.
+ *
+ * Thread safety: build a pipeline (create, add stages) from one thread. weft_pipeline_run() may run on any
+ * thread, once. weft_pipeline_drain(), weft_pipeline_stats(), weft_pipeline_stage_count() and
+ * weft_pipeline_bound() may be called from any thread at any time between create and destroy, also while
+ * the run is in progress. weft_pipeline_destroy() must not race with any other call. */
+#ifndef WEFT_PIPELINE_H
+#define WEFT_PIPELINE_H
+
+#include "chan.h"
+#include "common.h"
+#include "ctx.h"
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_pipeline weft_pipeline;
+/* What a source, flat-map or batch function emits through. Valid only during the call it was given to. */
+typedef struct weft_emitter weft_emitter;
+
+/* ---- stage functions ------------------------------------------------------------------------------
+ * Every function gets the run's context (done once the run is cancelled, failed, or past its deadline)
+ * and the `arg` given with it. Return 0, or a negative error code (a WEFT_E* code or one of your own) to
+ * fail the run. Items are passed as pointers to item_size bytes, valid during the call only, aligned for
+ * any object of that size (as an array element would be); for pointer items, `*(void *const *)in` is the
+ * pointer. A function may be called from several threads at once when its stage has several workers. */
+
+/* Emits items through weft_pipeline_emit(em, ...) until it has no more, then returns 0. It should return
+ * when emit fails (WEFT_ESTOPPED after a drain; the run's error once it is cancelled) or ctx is done,
+ * returning that code or 0 (both count as a normal end after a drain). */
+typedef int (*weft_source_fn)(weft_ctx *ctx, weft_emitter *em, void *arg);
+/* One item in, one out: reads *in, writes the output item to *out (item_size bytes of the stage). */
+typedef int (*weft_map_fn)(weft_ctx *ctx, const void *in, void *out, void *arg);
+/* Returns 1 to keep the item (passed on unchanged), 0 to drop it (the pipeline releases it), or an error. */
+typedef int (*weft_filter_fn)(weft_ctx *ctx, const void *item, void *arg);
+/* One item in, 0..n out through weft_pipeline_emit(em, ...). */
+typedef int (*weft_flat_map_fn)(weft_ctx *ctx, const void *in, weft_emitter *em, void *arg);
+/* A group of 1..batch_count items (contiguous, item after item) in, 0..n out through emit. */
+typedef int (*weft_batch_fn)(weft_ctx *ctx, const void *items, size_t n, weft_emitter *em, void *arg);
+/* Consumes one item. */
+typedef int (*weft_sink_fn)(weft_ctx *ctx, const void *item, void *arg);
+/* Gives back an item the pipeline will not deliver (pointer items: typically free it). May run on any of
+ * the run's threads; must not block for long nor call into the pipeline. */
+typedef void (*weft_release_fn)(void *item, void *arg);
+
+/* ---- creation ------------------------------------------------------------------------------------- */
+
+typedef struct weft_pipeline_opts {
+  const char *name; /* for messages; copied. NULL: "pipeline" */
+} weft_pipeline_opts;
+#define WEFT_PIPELINE_OPTS_INIT {NULL}
+
+/* Creates an empty pipeline in *out (NULL opts: defaults). Returns 0, WEFT_EINVAL (out NULL; *out is set
+ * to NULL otherwise on error), WEFT_ENOMEM. The caller owns it and frees it with weft_pipeline_destroy().
+ * Thread safety: any thread. */
+WEFT_API int weft_pipeline_create(weft_pipeline **out, const weft_pipeline_opts *opts);
+
+/* Frees the pipeline, its stage names and statistics. Returns 0; WEFT_EINVAL for NULL; WEFT_EBUSY
+ * (freeing nothing) while a run is in progress. Thread safety: no other call on p during or after it. */
+WEFT_API int weft_pipeline_destroy(weft_pipeline *p);
+
+/* ---- stages --------------------------------------------------------------------------------------- */
+
+typedef struct weft_stage_opts {
+  const char *name;      /* for reports and stats (copied). NULL: "source", "stage 2", "sink", ... */
+  size_t workers;        /* threads running the function (fan-out); >= 1 (0: WEFT_EINVAL) */
+  bool ordered;          /* emit outputs in input order (map, filter, flat_map) */
+  size_t reorder_window; /* ordered stages: bursts that may finish ahead of the oldest unfinished; >= 1 */
+  size_t out_capacity;   /* items buffered between this stage and the next (rounded up to whole bursts); >= 1 */
+  size_t item_size;      /* bytes per output item. Sources: required (> 0). map, flat_map, batch: 0 means
+                          * "same item type as the input" (same size and release hook). Filter: must be 0. */
+  weft_release_fn release; /* for pointer items this stage outputs; NULL: plain values (or, with
+                          * item_size 0, the input's hook) */
+  void *release_arg;
+  size_t burst;          /* most items per hand-off to the next stage; 0: automatic (up to 64, fewer for
+                          * items over 64 bytes); 1: no bursts */
+  size_t batch_count;    /* batch stages: most items per group (>= 1) */
+  int64_t batch_time;    /* batch stages: a group is handed over at most this many ns after its first
+                          * item arrived (WEFT_FOREVER: only when full or at end of input) */
+} weft_stage_opts;
+#define WEFT_STAGE_OPTS_INIT {NULL, 1, false, 16, 256, 0, NULL, NULL, 0, 64, WEFT_FOREVER}
+
+/* Each of these adds a stage after the ones already added and returns 0, or WEFT_EINVAL (p or fn NULL,
+ * workers 0, out_capacity 0, reorder_window 0 on an ordered stage, a missing or invalid item_size,
+ * ordered on a source, a batch stage or a sink, batch_count 0, batch_time <= 0), WEFT_ESTATE (added after
+ * the sink or after a run started; a source after a stage; a stage before any source), WEFT_ENOMEM.
+ * NULL opts means WEFT_STAGE_OPTS_INIT. fn and arg must stay valid until the run returns.
+ * Thread safety: the building thread only (see the top). */
+
+/* A source: fn runs once on a thread of its own (workers must be 1). Several sources may be added before
+ * the first stage; their outputs merge (same item_size required; order between them unspecified). */
+WEFT_API int weft_pipeline_source(weft_pipeline *p, const weft_stage_opts *opts, weft_source_fn fn, void *arg);
+WEFT_API int weft_pipeline_map(weft_pipeline *p, const weft_stage_opts *opts, weft_map_fn fn, void *arg);
+WEFT_API int weft_pipeline_filter(weft_pipeline *p, const weft_stage_opts *opts, weft_filter_fn fn, void *arg);
+WEFT_API int weft_pipeline_flat_map(weft_pipeline *p, const weft_stage_opts *opts, weft_flat_map_fn fn,
+                                    void *arg);
+/* Groups items by count (batch_count) and time (batch_time) and calls fn once per group; a partial group
+ * is handed over at end of input too. Each worker groups the items it receives on its own. */
+WEFT_API int weft_pipeline_batch(weft_pipeline *p, const weft_stage_opts *opts, weft_batch_fn fn, void *arg);
+/* The sink: the last stage. Its first worker runs on the thread that calls weft_pipeline_run(). */
+WEFT_API int weft_pipeline_sink(weft_pipeline *p, const weft_stage_opts *opts, weft_sink_fn fn, void *arg);
+
+/* ---- emitting ------------------------------------------------------------------------------------- */
+
+/* Emits a copy of *item downstream (item_size bytes of the emitting stage). Usually returns at once (the
+ * item joins the current burst); blocks while the next stage's input is full. Returns 0 (the pipeline
+ * owns the item); WEFT_ESTOPPED (a source after weft_pipeline_drain()), WEFT_ECANCELED / WEFT_EDEADLINE /
+ * another code (the run is stopping) — on error the item was not emitted and is still the caller's;
+ * WEFT_EINVAL. Thread safety: only inside the function the emitter was given to, on its thread. */
+WEFT_API int weft_pipeline_emit(weft_emitter *em, const void *item);
+/* Sends the items emitted so far without waiting for the burst to fill. Returns 0, or the error of emit
+ * (then those items were released by the pipeline — they had been emitted). Same thread rule as emit. */
+WEFT_API int weft_pipeline_flush(weft_emitter *em);
+
+/* ---- running -------------------------------------------------------------------------------------- */
+
+typedef struct weft_pipeline_report {
+  int err;                /* the run's result (as returned) */
+  int cause;              /* the run context's cause, when it ended (e.g. WEFT_SIGNAL_CAUSE(SIGINT)); else 0 */
+  long stage;             /* index of the stage whose function raised err (sources count: 0..); -1 if none */
+  const char *stage_name; /* that stage's name (valid until destroy), or NULL */
+  bool drained;           /* weft_pipeline_drain() stopped the sources before they were done */
+  uint64_t released;      /* items the pipeline released (filter drops not counted) */
+  int64_t elapsed_ns;     /* wall time of the run */
+} weft_pipeline_report;
+
+/* Runs the pipeline under ctx (NULL: weft_background()) until every item has gone through, the first error,
+ * or ctx's end; returns when every thread of the run has been joined and every item still inside has been
+ * released. Returns 0 (also after a drain); the first error a stage function returned (report->stage says
+ * which); WEFT_ECANCELED / WEFT_EDEADLINE when ctx ended first; WEFT_EINVAL (p NULL, no source or no sink);
+ * WEFT_ESTATE (already run, or running); WEFT_ENOMEM / WEFT_ESYS (setup failed: nothing was run — or, if a
+ * thread could not be started, the run was cancelled and cleaned up). report may be NULL.
+ * Thread safety: any thread, once per pipeline. */
+WEFT_API int weft_pipeline_run(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *report);
+
+/* Stops the sources (their emit returns WEFT_ESTOPPED and their context is cancelled) and lets every item
+ * already emitted go through the stages to the sink; the run then returns 0 with report.drained set.
+ * Before the run starts it makes the coming run start drained. Returns 0; WEFT_EINVAL; WEFT_ESTATE once
+ * the run has returned. Idempotent. Thread safety: any thread, and from a weft_ctx_after_func() callback. */
+WEFT_API int weft_pipeline_drain(weft_pipeline *p);
+
+/* ---- statistics ----------------------------------------------------------------------------------- */
+
+#define WEFT_STAGE_SOURCE 1
+#define WEFT_STAGE_MAP 2
+#define WEFT_STAGE_FILTER 3
+#define WEFT_STAGE_FLAT_MAP 4
+#define WEFT_STAGE_BATCH 5
+#define WEFT_STAGE_SINK 6
+
+typedef struct weft_stage_stats {
+  const char *name;     /* valid until destroy */
+  int kind;             /* WEFT_STAGE_* */
+  size_t workers;
+  uint64_t items_in;    /* items received (a source: 0) */
+  uint64_t items_out;   /* items handed to the next stage (a sink: items consumed) */
+  uint64_t dropped;     /* filter: items dropped */
+  uint64_t released;    /* items released because of an error or a stop */
+  uint64_t errors;      /* times the function returned an error */
+  int64_t busy_ns;      /* time spent in the function, summed over workers */
+  size_t queue_depth;   /* items waiting in this stage's input (0 for a source) */
+  bool done;            /* every worker of the stage has finished */
+} weft_stage_stats;
+
+/* Fills *out for stage `index` (0-based, in the order added). Counters are updated per burst, so a reading
+ * during a run is a consistent-enough snapshot for a progress line, exact after the run. Returns 0,
+ * WEFT_EINVAL (NULL, index out of range). Thread safety: any thread, also during the run. */
+WEFT_API int weft_pipeline_stats(weft_pipeline *p, size_t index, weft_stage_stats *out);
+/* The number of stages added, sources and sink included (0 for NULL). Thread safety: any thread. */
+WEFT_API size_t weft_pipeline_stage_count(const weft_pipeline *p);
+/* An upper bound of the number of items inside a run at any time (emitted and neither consumed by the sink
+ * nor released): channel capacities, bursts in workers' hands, reorder windows and partial groups,
+ * from the options. 0 for NULL. Thread safety: any thread. */
+WEFT_API size_t weft_pipeline_bound(const weft_pipeline *p);
+
+/* ---- merge and tee on any channels ----------------------------------------------------------------
+ * Free functions for wiring custom topologies (Go's fan-in `merge(ctx, chans...)` and broadcast). They
+ * block the calling thread until done; weft_chan_pump_start() runs one on a thread of its own and
+ * weft_chan_pump_join() waits for it. All channels must have the same element size (WEFT_EINVAL). */
+
+typedef struct weft_pump_opts {
+  bool keep_open;          /* false (default): close the output channel(s) when returning, whatever the reason */
+  weft_release_fn release; /* called for an element received but not delivered because ctx ended (tee: once
+                            * per output it was not sent to); NULL: dropped */
+  void *release_arg;
+} weft_pump_opts;
+#define WEFT_PUMP_OPTS_INIT {false, NULL, NULL}
+
+/* Fan-in: moves every element of ins[0..n) to out, as they come (fair among ready inputs), until all of
+ * ins are closed and drained, then closes out (unless keep_open). Returns 0; WEFT_ECANCELED /
+ * WEFT_EDEADLINE when ctx ended first; WEFT_ECLOSED if out was closed by someone else (the element in hand
+ * is released); WEFT_EINVAL (out or ins NULL, n 0 or over 64, a NULL entry, sizes differ); WEFT_ENOMEM.
+ * opts may be NULL. Thread safety: any thread; other threads may use the channels meanwhile. */
+WEFT_API int weft_chan_merge(weft_ctx *ctx, weft_chan *out, weft_chan *const *ins, size_t n,
+                             const weft_pump_opts *opts);
+/* Broadcast: sends a copy of every element of in to each of outs[0..n), in order, until in is closed and
+ * drained, then closes the outs (unless keep_open). Each element reaches every output before the next is
+ * read, so the slowest output sets the pace. For pointer items every output receives the same pointer:
+ * share ownership (e.g. a reference count) accordingly. Returns and errors as weft_chan_merge() (an output
+ * closed by someone else: WEFT_ECLOSED). */
+WEFT_API int weft_chan_tee(weft_ctx *ctx, weft_chan *in, weft_chan *const *outs, size_t n,
+                           const weft_pump_opts *opts);
+
+typedef struct weft_chan_pump weft_chan_pump;
+#define WEFT_PUMP_MERGE 1
+#define WEFT_PUMP_TEE 2
+/* Starts weft_chan_merge(ctx, a, bs, n, opts) (kind WEFT_PUMP_MERGE: a = out, bs = ins) or
+ * weft_chan_tee(ctx, a, bs, n, opts) (WEFT_PUMP_TEE: a = in, bs = outs) on a new thread and stores its
+ * handle in *out. The arrays are copied; the channels and ctx (retained by the pump) must outlive it.
+ * Returns 0, the argument errors of those functions (then no thread is started), WEFT_ENOMEM, WEFT_ESYS.
+ * The handle must be passed to weft_chan_pump_join() exactly once. Thread safety: any thread. */
+WEFT_API int weft_chan_pump_start(int kind, weft_ctx *ctx, weft_chan *a, weft_chan *const *bs, size_t n,
+                                  const weft_pump_opts *opts, weft_chan_pump **out);
+/* Waits for the pump's thread, frees the handle, and returns the function's result (WEFT_EINVAL for NULL).
+ * Thread safety: any one thread, once per handle. */
+WEFT_API int weft_chan_pump_join(weft_chan_pump *pump);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
