@@ -3,10 +3,14 @@
 
 #include "pipeline_impl.h"
 
-size_t weft__pl_kmax(size_t isz, size_t burst) {
+size_t weft__pl_kmax(size_t isz, size_t burst, size_t capacity) {
   if (burst != 0) return burst;
+  /* Automatic: up to PL_BURST_MAX items and PL_BURST_BYTES, and at most a quarter of the capacity, so the
+   * channel has room for PL_MIN_SLOTS bursts: when bursts shrink to one item (an expensive receiver),
+   * the edge still buffers several. */
   size_t k = PL_BURST_BYTES / isz;
   if (k > PL_BURST_MAX) k = PL_BURST_MAX;
+  if (k > capacity / PL_MIN_SLOTS) k = capacity / PL_MIN_SLOTS;
   return k == 0 ? 1 : k;
 }
 
@@ -237,10 +241,10 @@ size_t weft_pipeline_bound(const weft_pipeline *p) {
     size_t kin = 0, kout = 0;
     if (st->kind != WEFT_STAGE_SOURCE) {
       const pl_stage *up = p->stages[i - 1];
-      kin = weft__pl_kmax(st->in_size, up->o.burst);
+      kin = weft__pl_kmax(st->in_size, up->o.burst, up->o.out_capacity);
     }
     if (st->kind != WEFT_STAGE_SINK) {
-      kout = weft__pl_kmax(st->out_size, st->o.burst);
+      kout = weft__pl_kmax(st->out_size, st->o.burst, st->o.out_capacity);
       /* The channel after this stage (sources share one: count it once, with the first source). */
       if (st->kind != WEFT_STAGE_SOURCE || i == 0) {
         size_t slots = (st->o.out_capacity + kout - 1) / kout;

@@ -18,6 +18,7 @@
 /* Automatic burst: at most this many items, and at most PL_BURST_BYTES of items per burst. */
 #define PL_BURST_MAX 64
 #define PL_BURST_BYTES 4096
+#define PL_MIN_SLOTS 4
 /* The work a burst should carry for its receiver, in ns: a stage whose items take t ns each is sent bursts
  * of about PL_BURST_TARGET_NS / t items (1..burst), so expensive stages share work among their workers
  * while cheap ones pay the hand-off once per many items. */
@@ -181,6 +182,6 @@ int weft__pl_order_deposit(pl_worker *w);
 int weft__pl_order_chunk(pl_worker *w);
 void weft__pl_order_wake(pl_stage *st);
 /* pipeline.c */
-size_t weft__pl_kmax(size_t isz, size_t burst);
+size_t weft__pl_kmax(size_t isz, size_t burst, size_t capacity);
 
 #endif

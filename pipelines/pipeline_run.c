@@ -161,7 +161,7 @@ static int run_setup(pl_run *run) {
     pl_stage *up = p->stages[i == 0 ? 0 : p->nsrc + i - 1];
     pl_stage *to = p->stages[p->nsrc + i];
     e->isz = up->out_size;
-    e->kmax = weft__pl_kmax(e->isz, up->o.burst);
+    e->kmax = weft__pl_kmax(e->isz, up->o.burst, up->o.out_capacity);
     e->bsz = PL_HDR + e->kmax * e->isz;
     e->slots = (up->o.out_capacity + e->kmax - 1) / e->kmax;
     e->release = up->out_release;
