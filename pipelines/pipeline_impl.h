@@ -16,9 +16,9 @@
 
 #define PL_CACHELINE 64
 /* Automatic burst: at most this many items, and at most PL_BURST_BYTES of items per burst. */
-#define PL_BURST_MAX 64
-#define PL_BURST_BYTES 4096
-#define PL_MIN_SLOTS 4
+#define PL_BURST_MAX 128
+#define PL_BURST_BYTES 8192
+#define PL_MIN_SLOTS 2
 /* The work a burst should carry for its receiver, in ns: a stage whose items take t ns each is sent bursts
  * of about PL_BURST_TARGET_NS / t items (1..burst), so expensive stages share work among their workers
  * while cheap ones pay the hand-off once per many items. */
@@ -165,6 +165,9 @@ enum { PL_BUILDING = 0, PL_RUNNING = 1, PL_DONE = 2 };
 
 /* Times a waiting worker yields its core (retrying between yields) before it blocks in a channel call. */
 #define PL_YIELDS 64
+#ifndef PL_SPINS
+#define PL_SPINS 64
+#endif
 
 /* pipeline_run.c */
 int weft__pl_chan_send(weft_ctx *ctx, weft_chan *ch, const void *buf);
