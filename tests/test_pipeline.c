@@ -559,7 +559,7 @@ WEFT_TEST(pipeline, bound_counts_capacities_bursts_and_windows) {
   cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
   range r = {1, 5};
   weft_stage_opts o = opts_src();
-  o.out_capacity = 100; /* bursts of 100 / 4 = 25 int64: 4 bursts = 100 */
+  o.out_capacity = 100; /* bursts of 100 / 2 = 50 int64: 2 bursts = 100 */
   cr_assert_eq(weft_pipeline_source(p, &o, src_range, &r), 0);
   o = opts_w(3);
   o.ordered = true;
@@ -568,8 +568,8 @@ WEFT_TEST(pipeline, bound_counts_capacities_bursts_and_windows) {
   o.burst = 10; /* 64 rounded up to 7 bursts of 10 = 70 */
   cr_assert_eq(weft_pipeline_map(p, &o, map_square, NULL), 0);
   cr_assert_eq(weft_pipeline_sink(p, NULL, sink_nop, NULL), 0);
-  /* source: channel 100 + its burst 25; map: channel 70 + 3 workers x (25 in + 10 out) + window 5 x 10;
+  /* source: channel 100 + its burst 50; map: channel 70 + 3 workers x (50 in + 10 out) + window 5 x 10;
    * sink: 1 x 10 in */
-  cr_assert_eq(weft_pipeline_bound(p), 100 + 25 + 70 + 3 * 35 + 5 * 10 + 10);
+  cr_assert_eq(weft_pipeline_bound(p), 100 + 50 + 70 + 3 * 60 + 5 * 10 + 10);
   weft_pipeline_destroy(p);
 }

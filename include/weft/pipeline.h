@@ -144,8 +144,8 @@ typedef struct weft_stage_opts {
   weft_release_fn release; /* for pointer items this stage outputs; NULL: plain values (or, with
                           * item_size 0, the input's hook) */
   void *release_arg;
-  size_t burst;          /* most items per hand-off to the next stage; 0: automatic (up to 64, fewer for
-                          * items over 64 bytes, at most out_capacity / 4); 1: no bursts */
+  size_t burst;          /* most items per hand-off to the next stage; 0: automatic (up to 128, fewer for
+                          * items over 64 bytes, at most out_capacity / 2); 1: no bursts */
   size_t batch_count;    /* batch stages: most items per group (>= 1) */
   int64_t batch_time;    /* batch stages: a group is handed over at most this many ns after its first
                           * item arrived (WEFT_FOREVER: only when full or at end of input) */
