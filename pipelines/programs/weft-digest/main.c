@@ -225,20 +225,21 @@ static int read_stage(weft_ctx *ctx, const void *in, void *out, void *arg) {
   return 0;
 }
 
-static void stream(job *j, unsigned char *buf) {
+/* Streams a big file; returns the run's error if it was cancelled meanwhile (checked per chunk). */
+static int stream(weft_ctx *ctx, job *j, unsigned char *buf) {
   int fd = open(j->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     j->err = errno;
-    return;
+    return 0;
   }
   XXH3_state_t *st = XXH3_createState();
   if (st == NULL) {
-    j->err = ENOMEM;
     close(fd);
-    return;
+    return WEFT_ENOMEM;
   }
   XXH3_64bits_reset(st);
-  for (;;) {
+  int rc = 0;
+  while ((rc = weft_ctx_err(ctx)) == 0) {
     ssize_t r = read(fd, buf, CHUNK);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) j->err = errno;
@@ -250,6 +251,7 @@ static void stream(job *j, unsigned char *buf) {
   j->hash = XXH3_64bits_digest(st);
   XXH3_freeState(st);
   close(fd);
+  return rc;
 }
 
 static int hash_stage(weft_ctx *ctx, const void *in, void *out, void *arg) {
@@ -263,7 +265,8 @@ static int hash_stage(weft_ctx *ctx, const void *in, void *out, void *arg) {
     } else {
       static _Thread_local unsigned char *buf;
       if (buf == NULL && (buf = malloc(CHUNK)) == NULL) return WEFT_ENOMEM;
-      stream(j, buf);
+      int rc = stream(ctx, j, buf);
+      if (rc != 0) return rc; /* cancelled: not consumed, weft releases the job */
     }
   }
   *(job **)out = j;
