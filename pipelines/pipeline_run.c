@@ -28,7 +28,6 @@
  * sources stop, but the items they emitted are sent under the run's context, which drain does not touch,
  * so everything emitted goes through. */
 #include <signal.h>
-#include <stdio.h>
 
 #include "pipeline_impl.h"
 
@@ -133,16 +132,7 @@ static void run_free(pl_run *run) {
   free(run->workers);
   for (size_t i = 0; i < p->nstages; i++) weft__pl_order_free(p->stages[i]);
   for (size_t i = 0; i < run->nedges; i++)
-    if (run->edges[i].ch != NULL) {
-      if (getenv("PL_DEBUG")) {
-        weft_chan_stats cs;
-        weft_chan_get_stats(run->edges[i].ch, &cs);
-        fprintf(stderr, "edge %zu: kmax %zu slots %zu sends %lu recvs %lu swaits %lu rwaits %lu hint %u\n", i,
-                run->edges[i].kmax, run->edges[i].slots, (unsigned long)cs.sends, (unsigned long)cs.recvs,
-                (unsigned long)cs.send_waits, (unsigned long)cs.recv_waits, run->edges[i].to->hint);
-      }
-      weft_chan_destroy(run->edges[i].ch);
-    }
+    if (run->edges[i].ch != NULL) weft_chan_destroy(run->edges[i].ch);
   free(run->edges);
   for (size_t i = 0; i < p->nstages; i++) p->stages[i]->in = p->stages[i]->out = NULL;
   weft_ctx_end(run->src_ctx);
@@ -194,7 +184,16 @@ static int run_setup(pl_run *run) {
     atomic_init(&st->recv_seq, 0);
     atomic_init(&st->live, st->o.workers);
     st->workers = &run->workers[k];
-    memset(st->ws, 0, st->o.workers * sizeof *st->ws);
+    for (size_t j = 0; j < st->o.workers; j++) { /* stats may be read concurrently: atomic stores */
+      pl_wstats *s = &st->ws[j];
+      atomic_store(&s->in, 0);
+      atomic_store(&s->out, 0);
+      atomic_store(&s->dropped, 0);
+      atomic_store(&s->released, 0);
+      atomic_store(&s->errors, 0);
+      atomic_store(&s->busy, 0);
+      atomic_store(&s->done, 0);
+    }
     if (st->o.ordered && st->o.workers > 1) {
       int rc = weft__pl_order_new(st, st->o.reorder_window);
       if (rc != 0) return rc;
