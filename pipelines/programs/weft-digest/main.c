@@ -254,6 +254,8 @@ static int stream(weft_ctx *ctx, job *j, unsigned char *buf) {
   return rc;
 }
 
+static pthread_key_t chunk_key;
+
 static int hash_stage(weft_ctx *ctx, const void *in, void *out, void *arg) {
   job *j = *(job *const *)in;
   if (j->err == 0) {
@@ -263,8 +265,15 @@ static int hash_stage(weft_ctx *ctx, const void *in, void *out, void *arg) {
       free(j->data);
       j->data = NULL;
     } else {
-      static _Thread_local unsigned char *buf;
-      if (buf == NULL && (buf = malloc(CHUNK)) == NULL) return WEFT_ENOMEM;
+      /* One read buffer per hash worker thread, freed when the thread exits (key destructor). */
+      unsigned char *buf = pthread_getspecific(chunk_key);
+      if (buf == NULL) {
+        if ((buf = malloc(CHUNK)) == NULL) return WEFT_ENOMEM; /* not consumed: weft releases the job */
+        if (pthread_setspecific(chunk_key, buf) != 0) {
+          free(buf);
+          return WEFT_ENOMEM;
+        }
+      }
       int rc = stream(ctx, j, buf);
       if (rc != 0) return rc; /* cancelled: not consumed, weft releases the job */
     }
@@ -388,6 +397,7 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (pthread_key_create(&chunk_key, free) != 0) return 2;
   /* Signal contexts first, so every thread created later has SIGINT/SIGTERM blocked and weft gets them. */
   int rc = weft_ctx_with_signals(weft_background(), NULL, 0, false, &a.sig1);
   if (rc == 0) rc = weft_ctx_after_func(a.sig1, on_first_signal, &a, &a.h1);
