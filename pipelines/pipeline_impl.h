@@ -128,6 +128,7 @@ struct pl_worker {
   uint64_t cur_seq;     /* ordered stage: seq of the input burst in hand */
   unsigned char *group; /* batch stage: items grouped so far */
   size_t gn;
+  uint32_t ysend, yrecv; /* yield budgets of this worker's waits on its output and input */
   int64_t est_ns;       /* smoothed ns per item of this worker's function (for the stage's hint) */
   weft_emitter em;
   pl_wstats *ws;
@@ -163,15 +164,16 @@ typedef struct weft_pipeline {
 
 enum { PL_BUILDING = 0, PL_RUNNING = 1, PL_DONE = 2 };
 
-/* Times a waiting worker yields its core (retrying between yields) before it blocks in a channel call. */
+/* Most times a waiting worker yields its core (retrying between yields) before it blocks in a channel call;
+ * each worker learns its own budget up to this (pipeline_run.c). */
 #define PL_YIELDS 64
 #ifndef PL_SPINS
 #define PL_SPINS 64
 #endif
 
 /* pipeline_run.c */
-int weft__pl_chan_send(weft_ctx *ctx, weft_chan *ch, const void *buf);
-int weft__pl_chan_recv(weft_ctx *ctx, weft_chan *ch, void *buf);
+int weft__pl_chan_send(weft_ctx *ctx, weft_chan *ch, const void *buf, uint32_t *budget);
+int weft__pl_chan_recv(weft_ctx *ctx, weft_chan *ch, void *buf, uint32_t *budget);
 void weft__pl_fail(pl_run *run, pl_stage *st, int err);
 void weft__pl_release_items(pl_edge *e, unsigned char *buf, uint32_t from, uint32_t to, pl_wstats *ws);
 int weft__pl_send(pl_worker *w, unsigned char *buf);

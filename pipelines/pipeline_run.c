@@ -61,26 +61,35 @@ void weft__pl_fail(pl_run *run, pl_stage *st, int err) {
 /* Waiting inside a run. A run has more threads than this machine has cores as a rule (a source, N workers
  * per stage, a sink), and the thread a waiter waits for is often runnable but not running. Spinning on a
  * pause instruction would hold the core it needs; parking costs ~14 us per round trip (NOTES.md). So a
- * waiter first yields the core a bounded number of times, retrying between yields, and only then blocks in
- * the channel call (which spins briefly and parks). */
-int weft__pl_chan_send(weft_ctx *ctx, weft_chan *ch, const void *buf) {
-  int rc = weft_chan_try_send(ch, buf);
-  for (int i = 0; rc == WEFT_EFULL && i < PL_YIELDS; i++) {
+ * waiter first yields the core a few times, retrying between yields, and only then blocks in the channel
+ * call (which spins briefly and parks). How many yields is learnt per worker: the budget doubles (up to
+ * PL_YIELDS) when a wait ended while yielding, and halves (down to 1) when it had to block anyway — so
+ * cheap stages hand bursts over without parking, while stages that wait on slow work (a directory walk,
+ * a disk) do not burn the CPU in yields. */
+static int pl_wait(weft_ctx *ctx, weft_chan *ch, void *buf, bool send, uint32_t *budget) {
+  const int busy = send ? WEFT_EFULL : WEFT_EEMPTY;
+  int rc = send ? weft_chan_try_send(ch, buf) : weft_chan_try_recv(ch, buf);
+  if (rc != busy) return rc;
+  uint32_t b = *budget ? *budget : 1;
+  for (uint32_t i = 0; i < b; i++) {
     if ((rc = weft_ctx_err(ctx)) != 0) return rc;
     sched_yield();
-    rc = weft_chan_try_send(ch, buf);
+    rc = send ? weft_chan_try_send(ch, buf) : weft_chan_try_recv(ch, buf);
+    if (rc != busy) {
+      *budget = 2 * b < PL_YIELDS ? 2 * b : PL_YIELDS;
+      return rc;
+    }
   }
-  return rc == WEFT_EFULL ? weft_chan_send(ctx, ch, buf) : rc;
+  *budget = b / 2 ? b / 2 : 1;
+  return send ? weft_chan_send(ctx, ch, buf) : weft_chan_recv(ctx, ch, buf);
 }
 
-int weft__pl_chan_recv(weft_ctx *ctx, weft_chan *ch, void *buf) {
-  int rc = weft_chan_try_recv(ch, buf);
-  for (int i = 0; rc == WEFT_EEMPTY && i < PL_YIELDS; i++) {
-    if ((rc = weft_ctx_err(ctx)) != 0) return rc;
-    sched_yield();
-    rc = weft_chan_try_recv(ch, buf);
-  }
-  return rc == WEFT_EEMPTY ? weft_chan_recv(ctx, ch, buf) : rc;
+int weft__pl_chan_send(weft_ctx *ctx, weft_chan *ch, const void *buf, uint32_t *budget) {
+  return pl_wait(ctx, ch, (void *)buf, true, budget);
+}
+
+int weft__pl_chan_recv(weft_ctx *ctx, weft_chan *ch, void *buf, uint32_t *budget) {
+  return pl_wait(ctx, ch, buf, false, budget);
 }
 
 int weft__pl_send(pl_worker *w, unsigned char *buf) {
@@ -89,7 +98,7 @@ int weft__pl_send(pl_worker *w, unsigned char *buf) {
   uint32_t n = h->n;
   if (n == 0) return 0;
   if (e->serial) h->seq = atomic_fetch_add_explicit(&e->send_seq, 1, memory_order_relaxed);
-  int rc = weft__pl_chan_send(w->run->ctx, e->ch, buf);
+  int rc = weft__pl_chan_send(w->run->ctx, e->ch, buf, &w->ysend);
   if (rc == 0) pl_add(&w->ws->out, n);
   else weft__pl_release_items(e, buf, 0, n - (buf == w->outb ? w->keep_last : 0), w->ws);
   h->n = 0;

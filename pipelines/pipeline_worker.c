@@ -150,7 +150,7 @@ static int next_burst(pl_worker *w, weft_ctx *ctx) {
       rc = weft__pl_flush(w);
       if (rc != 0) return rc;
     }
-    rc = weft__pl_chan_recv(ctx, st->in->ch, w->inb);
+    rc = weft__pl_chan_recv(ctx, st->in->ch, w->inb, &w->yrecv);
   }
   if (rc != 0) return rc;
   const pl_hdr *h = (const pl_hdr *)(const void *)w->inb;
