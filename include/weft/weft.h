@@ -6,5 +6,6 @@
 #include "error.h"
 #include "version.h"
 #include "ctx.h"
+#include "pool.h"
 
 #endif
