@@ -21,6 +21,7 @@
  * - Lock order: mu only; never held while a job, a discard callback or a context call runs.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
@@ -29,6 +30,7 @@
 
 #define HBUCKETS 48
 #define REC_CHUNK 64
+#define FULL_RETRIES 256 /* a blocked submitter retries this often (yielding) before it parks */
 
 struct weft__job {
   weft_pool *pool;
@@ -126,7 +128,12 @@ static int wait_until(weft_pool *p, const void *key, _Atomic uint32_t *counter, 
     weft__waiter_arm(w, ctx);
     atomic_fetch_add(counter, 1);
     node_add(p, &n);
-    int r = cond(p, arg) ? 1 : weft__waiter_wait(w, ctx, deadline);
+    if (cond(p, arg)) { /* cond may have side effects (a push): never evaluate it again once true */
+      node_del(p, &n);
+      atomic_fetch_sub(counter, 1);
+      return 0;
+    }
+    int r = weft__waiter_wait(w, ctx, deadline);
     node_del(p, &n);
     atomic_fetch_sub(counter, 1);
     if (r < 0) return cond(p, arg) ? 0 : r;
@@ -364,6 +371,16 @@ static int submit_slot(weft_pool *p, weft__jslot *s, weft_ctx *wait_ctx, bool no
     bump(&wk->inline_sub);
     run_job(p, wk, s, false);
     return 0;
+  }
+  /* The queue drains fast when jobs are short: retry for a while, yielding the core to the workers (a
+   * submitter and the workers may share it), before parking. */
+  for (int i = 1; i <= FULL_RETRIES; i++) {
+    if (i % 4 == 0)
+      sched_yield();
+    else
+      weft__cpu_relax();
+    if ((rc = weft__jobq_push(p->q, s)) != WEFT_EFULL) return rc;
+    if (wait_ctx != NULL && (rc = weft_ctx_err(wait_ctx)) != 0) return rc;
   }
   push_try t = {s, WEFT_EFULL};
   int w = wait_until(p, &p->room_key, &p->nwait_room, pushed_or_final, &t, wait_ctx, WEFT_FOREVER);
