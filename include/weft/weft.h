@@ -7,5 +7,6 @@
 #include "version.h"
 #include "ctx.h"
 #include "pool.h"
+#include "group.h"
 
 #endif
