@@ -166,8 +166,17 @@ void weft__jobq_destroy(weft__jobq *q) {
   free(q);
 }
 
-void weft__jobq_attach(weft__jobq *q, unsigned self, weft__waiter *w) {
+WEFT__NO_TSAN void weft__jobq_attach(weft__jobq *q, unsigned self, weft__waiter *w) {
+  TSAN_RELEASE(&q->lanes[self].waiter); /* the record's initialisation happens-before any signal */
   ck_pr_store_ptr(&q->lanes[self].waiter, w);
+}
+
+/* Signals the owner of l if it attached (any thread). */
+WEFT__NO_TSAN static bool lane_wake(lane *l) {
+  weft__waiter *w = ck_pr_load_ptr(&l->waiter);
+  if (w == NULL) return false;
+  TSAN_ACQUIRE(&l->waiter);
+  return weft__waiter_signal(w, 1);
 }
 
 size_t weft__jobq_capacity(const weft__jobq *q) { return q->cap; }
@@ -195,17 +204,13 @@ WEFT__NO_TSAN static void wake_for(weft__jobq *q, unsigned li) {
   lane *l = &q->lanes[li];
   uint32_t st = ck_pr_load_32(&l->state);
   if (st == LANE_PARKED) {
-    weft__waiter *w = ck_pr_load_ptr(&l->waiter);
-    if (w) weft__waiter_signal(w, 1);
+    lane_wake(l);
     return;
   }
   if (st == LANE_SPINNING) return;
   for (unsigned i = 1; i < q->nlanes; i++) {
     lane *o = &q->lanes[(li + i) % q->nlanes];
-    if (ck_pr_load_32(&o->state) == LANE_PARKED) {
-      weft__waiter *w = ck_pr_load_ptr(&o->waiter);
-      if (w && weft__waiter_signal(w, 1)) return;
-    }
+    if (ck_pr_load_32(&o->state) == LANE_PARKED && lane_wake(o)) return;
   }
 }
 
@@ -337,10 +342,7 @@ WEFT__NO_TSAN void weft__jobq_close(weft__jobq *q) {
   ck_pr_fence_memory();
   for (unsigned i = 0; i < q->nlanes; i++) {
     lane *l = &q->lanes[i];
-    if (ck_pr_load_32(&l->state) == LANE_PARKED) {
-      weft__waiter *w = ck_pr_load_ptr(&l->waiter);
-      if (w) weft__waiter_signal(w, 1);
-    }
+    if (ck_pr_load_32(&l->state) == LANE_PARKED) lane_wake(l);
   }
 }
 
