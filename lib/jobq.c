@@ -12,6 +12,9 @@
  *     for parked workers 15.5, + consumers claiming with CAS (stealable) 15.8 ns/job; batch 1: 20.2
  *   - our lane, 2 workers that steal on every idle probe ................................. 156-188 ns/job
  *     (thieves keep pulling the victim's head and tail lines); stealing only every 64th idle probe: 40 ns
+ * The whole pool (pool_tiny, W=2, 1 submitter, best of 3): 100 ns/job with an mfence per push and idle
+ * workers yielding every 64th probe; 90 with membarrier instead of the fence; 30-38 ns with a yield on every
+ * idle probe (the machine has 2 cores for 3 threads: idle spinning starved the submitter).
  * So: one lane per worker (Go's per-P run queue), a ring whose indices are cached on each side so a push
  * or a pop touches the other side's line only when the cached value says full or empty, consumers that
  * claim a batch with one compare-and-swap, and thieves that probe rarely.
@@ -26,17 +29,19 @@
  * Slots are read before the CAS that claims them; a producer writes slot i only after head passed i, so a
  * consumer whose CAS fails may have read a slot being overwritten, and throws that copy away.
  *
- * Who wakes whom. A worker with nothing to do spins (own lane every probe, siblings every 32nd, a
- * sched_yield every 64th so a submitter sharing the core runs), then parks through park.c: it stores
- * state=PARKED and increments nparked (seq_cst), re-checks every lane and `closed`, then sleeps. A producer
- * stores the tail, then loads nparked (one read-mostly line): 0 means every worker is awake and will find
- * the job. The store-load order this Dekker needs is made asymmetric: instead of an mfence after every
- * push (it drains the store buffer while the consumer holds the tail line: ~50 ns of a ~100 ns job in
- * perf), the parking worker calls membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) (0.4 us here, next to a
- * ~14 us park), which runs a full barrier on every running thread of the process; without membarrier the
- * producer falls back to the fence. Otherwise (slow path) it wakes the lane's owner if that one is parked, or
- * another parked worker if the owner is busy running a job. Dekker on (tail, nparked) guarantees one of the
- * two sides sees the other. close() stores `closed`, then signals every parked worker; same argument.
+ * Who wakes whom. A worker with nothing to do spins (own lane every probe, siblings every 8th, a
+ * sched_yield on every probe so a submitter sharing the core runs: see IDLE_PROBES), then parks through
+ * park.c: it stores state=PARKED, increments nparked, re-checks every lane and `closed`, then sleeps. A
+ * producer stores the tail, then loads nparked (one read-mostly line): 0 means every worker is awake and
+ * will find the job. Otherwise (slow path) it wakes the lane's owner if that one is parked, or another
+ * parked worker if the owner is busy running a job (so a job queued behind a long one is stolen). The
+ * Dekker on (tail, nparked) needs a store-load order on both sides; it is made asymmetric: instead of an
+ * mfence after every push (it drains the store buffer while consumers hold the tail line: half the
+ * samples of a ~100 ns/job run in perf), the parking worker calls membarrier(MEMBARRIER_CMD_PRIVATE_
+ * EXPEDITED) (0.4 us here, next to a ~14 us park), which runs a full barrier on every running thread of the
+ * process before the re-check; without membarrier the producer falls back to the fence. close() stores
+ * `closed`, takes every producer lock once, fences, then signals every parked worker; a parking worker's
+ * locked increment orders its PARKED store before its read of `closed`.
  *
  * ThreadSanitizer does not see ck_pr's inline assembly, so the functions touching lanes are not
  * instrumented (WEFT__NO_TSAN) and the hand-off is described to TSan explicitly: a release on the lane
