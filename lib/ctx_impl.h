@@ -99,7 +99,7 @@ static inline void weft__unlock(weft_ctx *c) { weft__spin_unlock(&c->lock); }
 
 /* ctx.c */
 weft__ext *weft__ext_get(weft_ctx *c); /* under c's lock; NULL when out of memory */
-void weft__cancel(weft_ctx *c, int err, int cause, bool from_timer);
+bool weft__cancel(weft_ctx *c, int err, int cause, bool from_timer); /* true: this call ended c */
 bool weft__try_retain(weft_ctx *c);
 const char *weft__kind_name(int kind);
 

@@ -14,6 +14,7 @@
  *   and sleeps again. The thread is started on the first arm and lives for the rest of the process.
  */
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include "ctx_impl.h"
 
@@ -95,6 +96,18 @@ static void *timer_main(void *arg) {
   return NULL;
 }
 
+/* The heap array lives in its own mapping grown with mremap: the kernel moves pages instead of copying,
+ * and no freed copy of the old array stays resident, so the heap costs 8 bytes per armed context. */
+static int heap_grow(void) {
+  size_t cap = T.cap ? T.cap * 2 : 4096;
+  void *h = T.heap ? mremap(T.heap, T.cap * sizeof(weft_ctx *), cap * sizeof(weft_ctx *), MREMAP_MAYMOVE)
+                   : mmap(NULL, cap * sizeof(weft_ctx *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (h == MAP_FAILED) return WEFT_ENOMEM;
+  T.heap = h;
+  T.cap = cap;
+  return 0;
+}
+
 static int timer_start(void) {
   int s = atomic_load(&T.started);
   if (WEFT__LIKELY(s == 1)) return 0;
@@ -116,15 +129,9 @@ int weft__timer_arm(weft_ctx *c) {
   if (rc != 0) return rc;
   bool wake = false;
   weft__spin_lock(&T.mu);
-  if (T.n == T.cap) {
-    size_t cap = T.cap ? T.cap * 2 : 1024;
-    weft_ctx **h = realloc(T.heap, cap * sizeof *h);
-    if (h == NULL) {
-      weft__spin_unlock(&T.mu);
-      return WEFT_ENOMEM;
-    }
-    T.heap = h;
-    T.cap = cap;
+  if (T.n == T.cap && heap_grow() != 0) {
+    weft__spin_unlock(&T.mu);
+    return WEFT_ENOMEM;
   }
   T.heap[T.n] = c;
   sift_up(T.n++);
