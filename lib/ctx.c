@@ -170,6 +170,7 @@ static weft_ctx *ctx_new(int kind, weft_ctx *parent, void *creator) {
   c->kind = (uint8_t)kind;
   c->flags = 0;
   c->timer_off = 0;
+  c->born_ms = coarse_ms(); /* one clock for every kind, so ages in a dump compare */
   c->heap_idx = 0;
   atomic_store_explicit(&c->lock.locked, 0, memory_order_relaxed);
   atomic_store_explicit(&c->wake, 0, memory_order_relaxed);
@@ -457,7 +458,7 @@ static int derive_cancel(weft_ctx *parent, int64_t deadline, int64_t now, int dc
   if (timer && now < 0) now = weft_now();
   weft_ctx *c = ctx_new(timer ? WEFT__K_DEADLINE : kind, parent, creator);
   if (c == NULL) return WEFT_ENOMEM;
-  c->born_ms = now >= 0 ? (uint32_t)(now / 1000000) : coarse_ms();
+
   c->u.c.deadline = timer ? deadline : pdl;
   c->cause = timer ? dcause : 0; /* before attach: a cancel may reach c as soon as it is linked */
   if (attach(c) || !timer) {

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "weft_test.h"
@@ -541,10 +542,36 @@ WEFT_TEST(ctx, dump_shows_the_tree) {
   cr_assert(strstr(buf, "\n  deadline live") != NULL, "%s", buf);
   cr_assert(strstr(buf, "deadline=+") != NULL, "%s", buf);
   cr_assert(strstr(buf, "    cancel") == NULL, "a cancelled child is unlinked: %s", buf);
+  for (const char *q = strstr(buf, "age="); q; q = strstr(q + 1, "age="))
+    cr_assert_lt(atof(q + 4), 60.0, "ages are measured from creation: %s", buf);
   free(buf);
   weft_ctx_end(b);
   weft_ctx_end(a);
   weft_ctx_end(r);
+}
+
+WEFT_TEST(ctx, dump_ages_of_every_kind) {
+  weft__leaks_enable(true); /* value contexts show in dumps only with tracking on */
+  weft_ctx *r, *v, *w, *m;
+  weft_ctx_with_cancel(weft_background(), &r);
+  weft_ctx_with_value(r, &key_user, NULL, NULL, &v);
+  weft_ctx_without_cancel(r, &w);
+  weft_ctx *ps[] = {r, v};
+  weft_ctx_with_parents(ps, 2, &m);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  weft_ctx_dump(r, f);
+  fclose(f);
+  cr_assert(strstr(buf, "value live") && strstr(buf, "without-cancel live") && strstr(buf, "multi live"), "%s", buf);
+  for (const char *q = strstr(buf, "age="); q; q = strstr(q + 1, "age="))
+    cr_assert_lt(atof(q + 4), 60.0, "ages are measured from creation: %s", buf);
+  free(buf);
+  weft_ctx_end(m);
+  weft_ctx_release(w);
+  weft_ctx_release(v);
+  weft_ctx_end(r);
+  weft__leaks_enable(false);
 }
 
 WEFT_TEST(ctx, leak_report_names_unreleased_contexts) {
