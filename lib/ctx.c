@@ -39,17 +39,20 @@ typedef struct tcache {
   _Atomic uint64_t allocs; /* written by the owner only; summed by weft_ctx_live_count() */
   _Atomic uint64_t frees;
   struct tcache *all_next;
+  struct tcache *idle_next; /* on idle_caches once its thread exited */
 } tcache;
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static weft_ctx *pool_free; /* shared overflow list */
-static tcache *all_caches;  /* every thread's counters (never freed) */
+static tcache *all_caches;  /* every cache ever made (never freed: the counters must survive) */
+static tcache *idle_caches; /* caches of exited threads, reused by new threads */
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static _Thread_local tcache *my_cache;
 
 static void cache_flush(void *p) {
   tcache *tc = p;
+  my_cache = NULL; /* runs in the exiting thread: a later use makes (or reuses) a fresh cache */
   pthread_mutex_lock(&pool_mu);
   while (tc->free) {
     weft_ctx *c = tc->free;
@@ -58,6 +61,8 @@ static void cache_flush(void *p) {
     pool_free = c;
   }
   tc->n = 0;
+  tc->idle_next = idle_caches;
+  idle_caches = tc;
   pthread_mutex_unlock(&pool_mu);
 }
 static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0); }
@@ -65,12 +70,16 @@ static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, c
 static tcache *cache_self(void) {
   if (WEFT__LIKELY(my_cache != NULL)) return my_cache;
   pthread_once(&cache_once, cache_key_init);
-  tcache *tc = calloc(1, sizeof *tc);
-  if (tc == NULL) return NULL;
   pthread_mutex_lock(&pool_mu);
-  tc->all_next = all_caches;
-  all_caches = tc;
+  tcache *tc = idle_caches;
+  if (tc != NULL) {
+    idle_caches = tc->idle_next; /* counters are running totals: they carry over */
+  } else if ((tc = calloc(1, sizeof *tc)) != NULL) {
+    tc->all_next = all_caches;
+    all_caches = tc;
+  }
   pthread_mutex_unlock(&pool_mu);
+  if (tc == NULL) return NULL;
   my_cache = tc;
   pthread_setspecific(cache_key, tc);
   return tc;

@@ -6,5 +6,7 @@
 #include "error.h"
 #include "version.h"
 #include "ctx.h"
+#include "pool.h"
+#include "group.h"
 
 #endif
