@@ -39,17 +39,20 @@ typedef struct tcache {
   _Atomic uint64_t allocs; /* written by the owner only; summed by weft_ctx_live_count() */
   _Atomic uint64_t frees;
   struct tcache *all_next;
+  struct tcache *idle_next; /* on idle_caches once its thread exited */
 } tcache;
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static weft_ctx *pool_free; /* shared overflow list */
-static tcache *all_caches;  /* every thread's counters (never freed) */
+static tcache *all_caches;  /* every cache ever made (never freed: the counters must survive) */
+static tcache *idle_caches; /* caches of exited threads, reused by new threads */
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static _Thread_local tcache *my_cache;
 
 static void cache_flush(void *p) {
   tcache *tc = p;
+  my_cache = NULL; /* runs in the exiting thread: a later use makes (or reuses) a fresh cache */
   pthread_mutex_lock(&pool_mu);
   while (tc->free) {
     weft_ctx *c = tc->free;
@@ -58,6 +61,8 @@ static void cache_flush(void *p) {
     pool_free = c;
   }
   tc->n = 0;
+  tc->idle_next = idle_caches;
+  idle_caches = tc;
   pthread_mutex_unlock(&pool_mu);
 }
 static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0); }
@@ -65,12 +70,16 @@ static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, c
 static tcache *cache_self(void) {
   if (WEFT__LIKELY(my_cache != NULL)) return my_cache;
   pthread_once(&cache_once, cache_key_init);
-  tcache *tc = calloc(1, sizeof *tc);
-  if (tc == NULL) return NULL;
   pthread_mutex_lock(&pool_mu);
-  tc->all_next = all_caches;
-  all_caches = tc;
+  tcache *tc = idle_caches;
+  if (tc != NULL) {
+    idle_caches = tc->idle_next; /* counters are running totals: they carry over */
+  } else if ((tc = calloc(1, sizeof *tc)) != NULL) {
+    tc->all_next = all_caches;
+    all_caches = tc;
+  }
   pthread_mutex_unlock(&pool_mu);
+  if (tc == NULL) return NULL;
   my_cache = tc;
   pthread_setspecific(cache_key, tc);
   return tc;
@@ -160,9 +169,9 @@ static weft_ctx *ctx_new(int kind, weft_ctx *parent, void *creator) {
   atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
   c->kind = (uint8_t)kind;
   c->flags = 0;
-  c->born_ms = coarse_ms();
+  c->timer_off = 0;
   c->heap_idx = 0;
-  ck_spinlock_fas_init(&c->lock);
+  atomic_store_explicit(&c->lock.locked, 0, memory_order_relaxed);
   atomic_store_explicit(&c->wake, 0, memory_order_relaxed);
   c->parent = weft_ctx_retain(parent);
   c->ext = NULL;
@@ -203,13 +212,17 @@ bool weft__try_retain(weft_ctx *c) {
 static void unlink_from_parent(weft_ctx *c);
 static void multi_deregister(weft_ctx *c);
 
-static void ctx_destroy(weft_ctx *c) {
-  /* Iterative over the parent chain: releasing a parent may free it in turn. */
+/* Frees c and, iteratively, each ancestor whose last reference c held. `unlinked` says c's own cancel ran
+ * to completion in this thread, unlinking c under its parent's lock: no cancel walk can be inside c or
+ * reach it any more, so the parent's lock need not be taken again. */
+static void ctx_destroy(weft_ctx *c, bool unlinked) {
   while (c != NULL) {
     weft_ctx *parent = c->parent;
     if (weft__has_cancel(c)) {
-      if (c->kind == WEFT__K_DEADLINE && !(c->flags & WEFT__F_TIMER_OFF)) weft__timer_disarm(c);
-      unlink_from_parent(c);
+      /* Unlink first: taking the parent's lock waits out any cancel walking through c. */
+      if (!unlinked) unlink_from_parent(c);
+      unlinked = false;
+      if (c->kind == WEFT__K_DEADLINE && !c->timer_off) weft__timer_disarm(c);
       if (c->kind == WEFT__K_MULTI) multi_deregister(c);
       if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
     } else if (c->kind == WEFT__K_VALUE && c->u.v.dtor) {
@@ -241,7 +254,7 @@ void weft_ctx_release(weft_ctx *c) {
   uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
   if (WEFT__UNLIKELY(old == 0))
     weft__panic(__FILE__, __LINE__, "weft_ctx_release on a context already released (double release)");
-  if (old == 1) ctx_destroy(c);
+  if (old == 1) ctx_destroy(c, false);
 }
 
 /* ---- linking ------------------------------------------------------------------------------------- */
@@ -301,27 +314,19 @@ static void multi_deregister(weft_ctx *c) {
 
 /* ---- cancellation -------------------------------------------------------------------------------- */
 
-/* Marks c done (c locked, c live). Collects its callback nodes onto *pending (multi children retained;
- * dying ones skipped) and wakes whatever waits on it. */
-static void mark_done(weft_ctx *c, int err, int cause, weft__cbnode **pending) {
+/* First half of ending c (c locked, c live): records the cause, stops the timer and collects c's callback
+ * nodes onto *pending (multi children retained, dying ones skipped). The error itself is published by
+ * notify() once c's whole subtree is done, so whoever sees c done — by polling weft_ctx_err() or by being
+ * woken — finds every descendant of c done too. c stays locked in between, so nothing can be derived from
+ * it meanwhile. */
+static void mark_done(weft_ctx *c, int cause, weft__cbnode **pending) {
   c->cause = cause;
-  atomic_store(&c->err, err);
-  uint32_t w = atomic_load(&c->wake);
-  if (w & WEFT__WORD_SLEEPERS) {
-    atomic_fetch_add(&c->wake, WEFT__WORD_STEP);
-    weft__futex_wake(&c->wake, INT_MAX, FUTEX_BITSET_MATCH_ANY);
-  }
   if (c->kind == WEFT__K_DEADLINE) {
     weft__timer_disarm(c);
-    c->flags |= WEFT__F_TIMER_OFF;
+    c->timer_off = 1;
   }
   weft__ext *e = c->ext;
   if (e == NULL) return;
-  if (e->efd >= 0) {
-    uint64_t one = 1;
-    ssize_t r = write(e->efd, &one, sizeof one);
-    (void)r;
-  }
   while (e->cbs) {
     weft__cbnode *n = e->cbs;
     cb_unlink(n);
@@ -331,15 +336,30 @@ static void mark_done(weft_ctx *c, int err, int cause, weft__cbnode **pending) {
   }
 }
 
-void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
+/* Second half (c locked, its subtree done): publishes err and wakes whatever waits on c. */
+static void notify(weft_ctx *c, int err) {
+  atomic_store(&c->err, err);
+  uint32_t w = atomic_load(&c->wake);
+  if (w & WEFT__WORD_SLEEPERS) {
+    atomic_fetch_add(&c->wake, WEFT__WORD_STEP);
+    weft__futex_wake(&c->wake, INT_MAX, FUTEX_BITSET_MATCH_ANY);
+  }
+  if (c->ext != NULL && c->ext->efd >= 0) {
+    uint64_t one = 1;
+    ssize_t r = write(c->ext->efd, &one, sizeof one);
+    (void)r;
+  }
+}
+
+bool weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
   weft__cbnode *pending = NULL;
   weft__lock(root);
   if (atomic_load_explicit(&root->err, memory_order_relaxed) != 0) {
     weft__unlock(root);
-    return;
+    return false;
   }
   if (from_timer && root->cause != 0) cause = root->cause; /* a *_cause deadline */
-  mark_done(root, err, cause, &pending);
+  mark_done(root, cause, &pending);
   /* Depth-first over the cancellation subtree, holding the locks along the path. */
   weft_ctx *cur = root;
   for (;;) {
@@ -351,7 +371,7 @@ void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
         weft__unlock(k);
         continue;
       }
-      mark_done(k, err, cause, &pending);
+      mark_done(k, cause, &pending);
       k->u.c.next = cur; /* the way back up */
       cur = k;
       continue;
@@ -359,9 +379,11 @@ void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
     if (cur == root) break;
     weft_ctx *up = cur->u.c.next;
     cur->u.c.next = NULL;
+    notify(cur, err);
     weft__unlock(cur);
     cur = up;
   }
+  notify(root, err);
   weft__unlock(root);
   unlink_from_parent(root);
   if (root->kind == WEFT__K_MULTI) multi_deregister(root);
@@ -380,6 +402,7 @@ void weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
     }
   }
   if (afters) weft__after_fire(afters);
+  return true;
 }
 
 int weft_ctx_cancel_cause(weft_ctx *c, int cause) {
@@ -392,9 +415,14 @@ int weft_ctx_cancel_cause(weft_ctx *c, int cause) {
 int weft_ctx_cancel(weft_ctx *c) { return weft_ctx_cancel_cause(c, 0); }
 
 void weft_ctx_end(weft_ctx *c) {
-  if (c == NULL) return;
-  if (weft__has_cancel(c) && c->kind != WEFT__K_ROOT) weft__cancel(c, WEFT_ECANCELED, WEFT_ECANCELED, false);
-  weft_ctx_release(c);
+  if (c == NULL || (c->flags & WEFT__F_STATIC)) return;
+  bool unlinked = weft__has_cancel(c) && weft__cancel(c, WEFT_ECANCELED, WEFT_ECANCELED, false) &&
+                  c->kind != WEFT__K_MULTI && c->kind != WEFT__K_SIGNAL;
+  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))
+    weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+  if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  if (old == 1) ctx_destroy(c, unlinked);
 }
 
 /* ---- derivations --------------------------------------------------------------------------------- */
@@ -418,22 +446,25 @@ static bool attach(weft_ctx *c) {
   return true;
 }
 
-static int derive_cancel(weft_ctx *parent, int64_t deadline, int dcause, int kind, weft_ctx **out,
+/* `now` is the current time when the caller already read it (a timeout), or -1. */
+static int derive_cancel(weft_ctx *parent, int64_t deadline, int64_t now, int dcause, int kind, weft_ctx **out,
                          void *creator) {
   if (out == NULL) return WEFT_EINVAL;
   *out = NULL;
   if (parent == NULL || dcause > 0) return WEFT_EINVAL;
   int64_t pdl = weft__src(parent)->u.c.deadline;
   bool timer = deadline < pdl;
+  if (timer && now < 0) now = weft_now();
   weft_ctx *c = ctx_new(timer ? WEFT__K_DEADLINE : kind, parent, creator);
   if (c == NULL) return WEFT_ENOMEM;
+  c->born_ms = now >= 0 ? (uint32_t)(now / 1000000) : coarse_ms();
   c->u.c.deadline = timer ? deadline : pdl;
   c->cause = timer ? dcause : 0; /* before attach: a cancel may reach c as soon as it is linked */
   if (attach(c) || !timer) {
     *out = c;
     return 0;
   }
-  if (deadline <= weft_now()) {
+  if (deadline <= now) {
     weft__cancel(c, WEFT_EDEADLINE, WEFT_EDEADLINE, true);
   } else {
     int rc = weft__timer_arm(c);
@@ -449,24 +480,33 @@ static int derive_cancel(weft_ctx *parent, int64_t deadline, int dcause, int kin
 }
 
 int weft_ctx_with_cancel(weft_ctx *parent, weft_ctx **out) {
-  return derive_cancel(parent, WEFT_FOREVER, 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_cancel(parent, WEFT_FOREVER, -1, 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
 }
 int weft_ctx_with_deadline(weft_ctx *parent, int64_t deadline, weft_ctx **out) {
-  return derive_cancel(parent, deadline, 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_cancel(parent, deadline, -1, 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
 }
+/* One clock read for a timeout: the deadline and the birth time come from it. */
+static int derive_timeout(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out, void *creator) {
+  int64_t now = weft_now();
+  int64_t deadline = timeout == WEFT_FOREVER ? WEFT_FOREVER
+                     : (timeout > 0 && now > WEFT_FOREVER - timeout) ? WEFT_FOREVER
+                                                                     : now + timeout;
+  return derive_cancel(parent, deadline, now, cause, WEFT__K_CANCEL, out, creator);
+}
+
 int weft_ctx_with_timeout(weft_ctx *parent, int64_t timeout, weft_ctx **out) {
-  return derive_cancel(parent, weft_deadline_in(timeout), 0, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_timeout(parent, timeout, 0, out, __builtin_return_address(0));
 }
 int weft_ctx_with_deadline_cause(weft_ctx *parent, int64_t deadline, int cause, weft_ctx **out) {
-  return derive_cancel(parent, deadline, cause, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_cancel(parent, deadline, -1, cause, WEFT__K_CANCEL, out, __builtin_return_address(0));
 }
 int weft_ctx_with_timeout_cause(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out) {
-  return derive_cancel(parent, weft_deadline_in(timeout), cause, WEFT__K_CANCEL, out, __builtin_return_address(0));
+  return derive_timeout(parent, timeout, cause, out, __builtin_return_address(0));
 }
 
 
 int weft__ctx_with_signal_kind(weft_ctx *parent, weft_ctx **out) {
-  return derive_cancel(parent, WEFT_FOREVER, 0, WEFT__K_SIGNAL, out, __builtin_return_address(0));
+  return derive_cancel(parent, WEFT_FOREVER, -1, 0, WEFT__K_SIGNAL, out, __builtin_return_address(0));
 }
 
 int weft_ctx_with_value(weft_ctx *parent, const void *key, void *value, void (*dtor)(void *),

@@ -21,8 +21,6 @@
 #ifndef WEFT_CTX_IMPL_H
 #define WEFT_CTX_IMPL_H
 
-#include <ck_spinlock.h>
-
 #include "internal.h"
 #include "park.h"
 
@@ -38,7 +36,6 @@ enum {
 };
 
 #define WEFT__F_STATIC 1u    /* a root: never counted, never freed */
-#define WEFT__F_TIMER_OFF 2u /* DEADLINE: disarmed for good by its cancel (under its lock) */
 
 typedef struct weft__cbnode weft__cbnode;
 typedef struct weft__ext weft__ext;
@@ -49,10 +46,11 @@ struct weft_ctx {
   _Atomic uint32_t refs;
   uint8_t kind;
   uint8_t flags;
-  uint16_t spare;
+  uint8_t timer_off;         /* DEADLINE: disarmed for good by its cancel (written under its lock) */
+  uint8_t spare;
   uint32_t born_ms;          /* coarse creation time, for dumps */
   uint32_t heap_idx;         /* 1 + slot in the timer heap, 0 when not armed (timer lock) */
-  ck_spinlock_fas_t lock;
+  weft__spin lock;
   _Atomic uint32_t wake;     /* futex word threads blocked under this context sleep on */
   weft_ctx *parent;          /* what it was derived from (first parent of a multi); NULL for roots */
   weft__ext *ext;            /* lazily allocated extras, under lock */
@@ -96,12 +94,12 @@ static inline bool weft__has_cancel(const weft_ctx *c) { return c->kind < WEFT__
 static inline weft_ctx *weft__src(const weft_ctx *c) {
   return weft__has_cancel(c) ? (weft_ctx *)c : c->u.v.src;
 }
-static inline void weft__lock(weft_ctx *c) { ck_spinlock_fas_lock(&c->lock); }
-static inline void weft__unlock(weft_ctx *c) { ck_spinlock_fas_unlock(&c->lock); }
+static inline void weft__lock(weft_ctx *c) { weft__spin_lock(&c->lock); }
+static inline void weft__unlock(weft_ctx *c) { weft__spin_unlock(&c->lock); }
 
 /* ctx.c */
 weft__ext *weft__ext_get(weft_ctx *c); /* under c's lock; NULL when out of memory */
-void weft__cancel(weft_ctx *c, int err, int cause, bool from_timer);
+bool weft__cancel(weft_ctx *c, int err, int cause, bool from_timer); /* true: this call ended c */
 bool weft__try_retain(weft_ctx *c);
 const char *weft__kind_name(int kind);
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,6 +36,27 @@ static inline void weft__cpu_relax(void) {
   __asm__ __volatile__("yield");
 #endif
 }
+
+/* A test-and-test-and-set spinlock for critical sections of a few dozen instructions. Written with C11
+ * atomics rather than ck_spinlock because ck_pr's inline assembly is invisible to ThreadSanitizer, which
+ * would then report every access the lock protects as a race. 4 bytes, zero-initialised = unlocked. */
+typedef struct weft__spin {
+  _Atomic uint32_t locked;
+} weft__spin;
+static inline void weft__spin_lock(weft__spin *l) {
+  for (;;) {
+    if (!atomic_exchange_explicit(&l->locked, 1, memory_order_acquire)) return;
+    unsigned n = 0;
+    while (atomic_load_explicit(&l->locked, memory_order_relaxed)) {
+      weft__cpu_relax();
+      if (++n == 1000) { /* the holder was likely preempted: let it run */
+        n = 0;
+        sched_yield();
+      }
+    }
+  }
+}
+static inline void weft__spin_unlock(weft__spin *l) { atomic_store_explicit(&l->locked, 0, memory_order_release); }
 
 /* Futex wrappers on a 32-bit word (process-private). wait returns 0 when woken, or -errno (EAGAIN when the
  * word no longer held `val`, ETIMEDOUT, EINTR). `deadline` is absolute CLOCK_MONOTONIC ns or WEFT_FOREVER. */

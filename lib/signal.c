@@ -33,12 +33,12 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static reg *regs;
 static int users[NSIG_MAX];             /* registrations per signal */
 static struct sigaction saved[NSIG_MAX]; /* disposition before weft's handler */
-static volatile sig_atomic_t armed[NSIG_MAX];
+static _Atomic int armed[NSIG_MAX]; /* lock-free atomics: safe to read in a handler */
 static int pipe_rd = -1, pipe_wr = -1;
 static bool thread_started;
 
 static void on_signal(int s) {
-  if (s > 0 && s < NSIG_MAX && armed[s]) _exit(128 + s);
+  if (s > 0 && s < NSIG_MAX && atomic_load_explicit(&armed[s], memory_order_relaxed)) _exit(128 + s);
   int saved_errno = errno;
   unsigned char b = (unsigned char)s;
   ssize_t r = write(pipe_wr, &b, 1);
@@ -73,7 +73,7 @@ static void *signal_main(void *arg) {
     pthread_mutex_unlock(&mu);
     for (size_t i = 0; i < n; i++) {
       weft__cancel(hit[i], WEFT_ECANCELED, WEFT_SIGNAL_CAUSE(s), false);
-      if (force[i] && s < NSIG_MAX) armed[s] = 1;
+      if (force[i] && s < NSIG_MAX) atomic_store(&armed[s], 1);
       weft_ctx_release(hit[i]);
     }
   }
@@ -138,7 +138,7 @@ int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool forc
       sa.sa_handler = on_signal;
       sa.sa_flags = SA_RESTART;
       sigemptyset(&sa.sa_mask);
-      armed[s] = 0;
+      atomic_store(&armed[s], 0);
       sigaction(s, &sa, &saved[s]);
     }
     g->next = regs;
@@ -163,7 +163,7 @@ void weft__signal_forget(weft_ctx *c) {
     for (int s = 1; s < NSIG_MAX; s++) {
       if (!sigismember(&g->set, s) || --users[s] > 0) continue;
       sigaction(s, &saved[s], NULL);
-      armed[s] = 0;
+      atomic_store(&armed[s], 0);
     }
     free(g);
     break;

@@ -14,18 +14,19 @@
  *   and sleeps again. The thread is started on the first arm and lives for the rest of the process.
  */
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include "ctx_impl.h"
 
 static struct {
-  ck_spinlock_fas_t mu;
+  weft__spin mu;
   weft_ctx **heap;
   size_t n, cap;
   int64_t sleep_until;        /* what the thread sleeps until (WEFT_FOREVER when idle) */
   _Atomic uint32_t seq;       /* futex word the thread sleeps on */
   _Atomic int started;        /* 0 no, 1 starting/started, -1 failed */
   pthread_mutex_t start_mu;
-} T = {.mu = CK_SPINLOCK_FAS_INITIALIZER, .sleep_until = WEFT_FOREVER, .start_mu = PTHREAD_MUTEX_INITIALIZER};
+} T = {.sleep_until = WEFT_FOREVER, .start_mu = PTHREAD_MUTEX_INITIALIZER};
 
 static inline bool earlier(const weft_ctx *a, const weft_ctx *b) { return a->u.c.deadline < b->u.c.deadline; }
 
@@ -75,7 +76,7 @@ static void *timer_main(void *arg) {
   weft_ctx *due[BATCH];
   for (;;) {
     size_t nd = 0;
-    ck_spinlock_fas_lock(&T.mu);
+    weft__spin_lock(&T.mu);
     int64_t now = weft_now();
     while (T.n > 0 && T.heap[0]->u.c.deadline <= now && nd < BATCH) {
       weft_ctx *c = T.heap[0];
@@ -85,7 +86,7 @@ static void *timer_main(void *arg) {
     int64_t next = nd == BATCH ? now : (T.n > 0 ? T.heap[0]->u.c.deadline : WEFT_FOREVER);
     T.sleep_until = next;
     uint32_t seq = atomic_load(&T.seq);
-    ck_spinlock_fas_unlock(&T.mu);
+    weft__spin_unlock(&T.mu);
     for (size_t i = 0; i < nd; i++) {
       weft__cancel(due[i], WEFT_EDEADLINE, WEFT_EDEADLINE, true);
       weft_ctx_release(due[i]);
@@ -93,6 +94,18 @@ static void *timer_main(void *arg) {
     if (nd == 0) weft__futex_wait(&T.seq, seq, next, FUTEX_BITSET_MATCH_ANY);
   }
   return NULL;
+}
+
+/* The heap array lives in its own mapping grown with mremap: the kernel moves pages instead of copying,
+ * and no freed copy of the old array stays resident, so the heap costs 8 bytes per armed context. */
+static int heap_grow(void) {
+  size_t cap = T.cap ? T.cap * 2 : 4096;
+  void *h = T.heap ? mremap(T.heap, T.cap * sizeof(weft_ctx *), cap * sizeof(weft_ctx *), MREMAP_MAYMOVE)
+                   : mmap(NULL, cap * sizeof(weft_ctx *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (h == MAP_FAILED) return WEFT_ENOMEM;
+  T.heap = h;
+  T.cap = cap;
+  return 0;
 }
 
 static int timer_start(void) {
@@ -115,16 +128,10 @@ int weft__timer_arm(weft_ctx *c) {
   int rc = timer_start();
   if (rc != 0) return rc;
   bool wake = false;
-  ck_spinlock_fas_lock(&T.mu);
-  if (T.n == T.cap) {
-    size_t cap = T.cap ? T.cap * 2 : 1024;
-    weft_ctx **h = realloc(T.heap, cap * sizeof *h);
-    if (h == NULL) {
-      ck_spinlock_fas_unlock(&T.mu);
-      return WEFT_ENOMEM;
-    }
-    T.heap = h;
-    T.cap = cap;
+  weft__spin_lock(&T.mu);
+  if (T.n == T.cap && heap_grow() != 0) {
+    weft__spin_unlock(&T.mu);
+    return WEFT_ENOMEM;
   }
   T.heap[T.n] = c;
   sift_up(T.n++);
@@ -133,15 +140,15 @@ int weft__timer_arm(weft_ctx *c) {
     atomic_fetch_add(&T.seq, 1);
     wake = true;
   }
-  ck_spinlock_fas_unlock(&T.mu);
+  weft__spin_unlock(&T.mu);
   if (wake) weft__futex_wake(&T.seq, 1, FUTEX_BITSET_MATCH_ANY);
   return 0;
 }
 
 void weft__timer_disarm(weft_ctx *c) {
-  ck_spinlock_fas_lock(&T.mu);
+  weft__spin_lock(&T.mu);
   if (c->heap_idx != 0) heap_remove(c->heap_idx - 1);
-  ck_spinlock_fas_unlock(&T.mu);
+  weft__spin_unlock(&T.mu);
 }
 
 size_t weft__timer_threads(void) { return atomic_load(&T.started) == 1 ? 1 : 0; }

@@ -97,11 +97,11 @@ WEFT_TEST(ctx, seed_cancel_tree_parent_at_1s) {
   /* Parent cancelled at 1 s: a child with a 500 ms timeout ends with deadline-exceeded at ~0.5 s, the
    * others with canceled at ~1 s. */
   weft_ctx *parent, *fast, *slow, *plain;
+  int64_t t0 = weft_now();
   weft_ctx_with_cancel(weft_background(), &parent);
   weft_ctx_with_timeout(parent, WEFT_MS(500), &fast);
   weft_ctx_with_timeout(parent, WEFT_SEC(5), &slow);
   weft_ctx_with_cancel(parent, &plain);
-  int64_t t0 = weft_now();
   cr_assert_eq(weft_ctx_wait(fast, WEFT_FOREVER), WEFT_EDEADLINE);
   int64_t t_fast = ms_since(t0);
   cr_assert_eq(weft_ctx_err(slow), 0);

@@ -1,0 +1,286 @@
+/* Context stress: concurrent derive/cancel/release in one shared tree, cancel racing timer expiry and
+ * release, a million deadlines on one timer thread. Sizes: WEFT_STRESS_THREADS, WEFT_STRESS_ITERS. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "weft_test.h"
+
+size_t weft__timer_threads(void);
+
+static unsigned xorshift(unsigned *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 17;
+  *s ^= *s << 5;
+  return *s;
+}
+
+typedef struct {
+  weft_ctx *shared[8];
+  long iters;
+  unsigned seed;
+  _Atomic long *born_done;
+} churn_arg;
+
+/* Each thread derives chains under random shared parents, sometimes cancels, sometimes only releases,
+ * sometimes waits for a short deadline to fire, and checks what it sees on the way. */
+static void *churn(void *p) {
+  churn_arg *a = p;
+  unsigned s = a->seed;
+  for (long i = 0; i < a->iters; i++) {
+    weft_ctx *parent = a->shared[xorshift(&s) % 8];
+    weft_ctx *c, *g = NULL;
+    int rc;
+    switch (xorshift(&s) % 4) {
+      case 0: rc = weft_ctx_with_cancel(parent, &c); break;
+      case 1: rc = weft_ctx_with_timeout(parent, WEFT_US(xorshift(&s) % 200), &c); break;
+      case 2: rc = weft_ctx_with_timeout(parent, WEFT_SEC(3600), &c); break;
+      default: {
+        weft_ctx *ps[2] = {parent, a->shared[xorshift(&s) % 8]};
+        rc = weft_ctx_with_parents(ps, 2, &c);
+      }
+    }
+    if (rc != 0) return (void *)1;
+    if (weft_ctx_err(c) != 0) atomic_fetch_add(a->born_done, 1);
+    if (xorshift(&s) % 2) {
+      if (weft_ctx_with_cancel(c, &g) != 0) return (void *)1;
+    }
+    switch (xorshift(&s) % 3) {
+      case 0:
+        weft_ctx_cancel(c);
+        if (g && weft_ctx_err(g) == 0) return (void *)2; /* a child must be done once its parent is */
+        break;
+      case 1: weft_ctx_wait(c, weft_deadline_in(WEFT_US(300))); break;
+      default: break; /* release without cancel */
+    }
+    if (g && weft_ctx_err(c) != 0 && weft_ctx_err(g) == 0) return (void *)3;
+    weft_ctx_end(g);
+    if (xorshift(&s) % 2) weft_ctx_end(c);
+    else weft_ctx_release(c);
+  }
+  return NULL;
+}
+
+WEFT_TEST(ctx_stress, shared_tree_churn_balances_to_zero) {
+  long threads = weft_test_env("WEFT_STRESS_THREADS", 6);
+  long iters = weft_test_env("WEFT_STRESS_ITERS", 60000 / WEFT_TEST_SCALE);
+  weft_ctx *root, *shared[8];
+  weft_ctx_with_cancel(weft_background(), &root);
+  for (int i = 0; i < 8; i++) {
+    if (i < 4) weft_ctx_with_cancel(root, &shared[i]);
+    else weft_ctx_with_timeout(shared[i - 4], WEFT_SEC(3600), &shared[i]);
+  }
+  _Atomic long born_done = 0;
+  pthread_t th[threads];
+  churn_arg args[threads];
+  for (long t = 0; t < threads; t++) {
+    args[t] = (churn_arg){.iters = iters, .seed = 0x9e3779b9u * (unsigned)(t + 1), .born_done = &born_done};
+    for (int i = 0; i < 8; i++) args[t].shared[i] = shared[i];
+    pthread_create(&th[t], NULL, churn, &args[t]);
+  }
+  /* Midway, cancel one shared subtree while the others keep going. */
+  weft_ctx_sleep(weft_background(), WEFT_MS(50));
+  weft_ctx_cancel(shared[1]);
+  for (long t = 0; t < threads; t++) {
+    void *r;
+    pthread_join(th[t], &r);
+    cr_assert_null(r, "thread %ld saw a broken invariant (%ld)", t, (long)(intptr_t)r);
+  }
+  cr_assert_eq(weft_ctx_err(shared[5]), WEFT_ECANCELED, "a grandchild of the cancelled subtree");
+  cr_assert_gt(atomic_load(&born_done), 0, "some children were derived from a done parent");
+  cr_assert_eq(weft_ctx_live_count(), 9, "only the shared tree is left");
+  weft_ctx_cancel(root);
+  for (int i = 0; i < 8; i++) {
+    cr_assert_eq(weft_ctx_err(shared[i]), WEFT_ECANCELED);
+    weft_ctx_end(shared[i]);
+  }
+  weft_ctx_end(root);
+  cr_assert_eq(weft_ctx_live_count(), 0, "counts balance to zero");
+  cr_assert_leq(weft__timer_threads(), 1);
+}
+
+/* Cancel racing timer expiry racing release, on the same contexts. */
+typedef struct {
+  weft_ctx *_Atomic *slots;
+  long n;
+  int role;
+} race_arg;
+
+static void *racer(void *p) {
+  race_arg *a = p;
+  for (long i = 0; i < a->n; i++) {
+    weft_ctx *c;
+    while ((c = atomic_load(&a->slots[i])) == NULL) sched_yield();
+    if (a->role == 0) weft_ctx_cancel(c);
+    else weft_ctx_wait(c, weft_deadline_in(WEFT_US(20)));
+    weft_ctx_release(c);
+  }
+  return NULL;
+}
+
+WEFT_TEST(ctx_stress, cancel_races_timer_and_release) {
+  long n = weft_test_env("WEFT_STRESS_ITERS", 40000 / WEFT_TEST_SCALE);
+  weft_ctx *root;
+  weft_ctx_with_cancel(weft_background(), &root);
+  weft_ctx *_Atomic *slots = calloc((size_t)n, sizeof *slots);
+  pthread_t th[2];
+  race_arg ra[2] = {{slots, n, 0}, {slots, n, 1}};
+  for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, racer, &ra[t]);
+  long expired = 0, canceled = 0;
+  for (long i = 0; i < n; i++) {
+    weft_ctx *c;
+    cr_assert_eq(weft_ctx_with_timeout(root, WEFT_US(i % 50), &c), 0);
+    weft_ctx_retain(c);
+    weft_ctx_retain(c);
+    atomic_store(&slots[i], c); /* the two racers each own one reference */
+    int e = weft_ctx_wait(c, WEFT_FOREVER);
+    cr_assert(e == WEFT_EDEADLINE || e == WEFT_ECANCELED);
+    if (e == WEFT_EDEADLINE) expired++;
+    else canceled++;
+    weft_ctx_release(c);
+  }
+  for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+  cr_assert_gt(expired + canceled, 0);
+  free(slots);
+  weft_ctx_end(root);
+  cr_assert_eq(weft_ctx_live_count(), 0);
+  cr_log_info("expired %ld canceled %ld", expired, canceled);
+}
+
+WEFT_TEST(ctx_stress, a_million_deadlines_one_timer_thread) {
+  long n = weft_test_env("WEFT_STRESS_CTX", 1000000 / WEFT_TEST_SCALE);
+  weft_ctx *root;
+  weft_ctx_with_cancel(weft_background(), &root);
+  weft_ctx **all = malloc((size_t)n * sizeof *all);
+  for (long i = 0; i < n; i++) cr_assert_eq(weft_ctx_with_timeout(root, WEFT_SEC(3600) + i, &all[i]), 0);
+  cr_assert_eq(weft_ctx_live_count(), (size_t)n + 1);
+  cr_assert_eq(weft__timer_threads(), 1, "one timer thread serves every deadline");
+  for (long i = 0; i < n; i += 2) weft_ctx_end(all[i]); /* half cancelled one by one */
+  weft_ctx_cancel(root);                                   /* the rest through the tree */
+  for (long i = 1; i < n; i += 2) {
+    cr_assert_eq(weft_ctx_err(all[i]), WEFT_ECANCELED);
+    weft_ctx_release(all[i]);
+  }
+  free(all);
+  weft_ctx_end(root);
+  cr_assert_eq(weft_ctx_live_count(), 0);
+  cr_assert_eq(weft__timer_threads(), 1);
+}
+
+typedef struct {
+  weft_ctx *root;
+  _Atomic int *ok;
+} watch_arg;
+
+static void *watch_subtree(void *p) {
+  watch_arg *w = p;
+  weft_ctx_wait(w->root, WEFT_FOREVER);
+  return NULL;
+}
+
+WEFT_TEST(ctx_stress, waking_waiter_sees_whole_subtree_done) {
+  enum { KIDS = 300, GRAND = 10 };
+  for (int round = 0; round < 20; round++) {
+    weft_ctx *root, *kids[KIDS], *grand[KIDS][GRAND];
+    weft_ctx_with_cancel(weft_background(), &root);
+    for (int i = 0; i < KIDS; i++) {
+      weft_ctx_with_cancel(root, &kids[i]);
+      for (int j = 0; j < GRAND; j++) weft_ctx_with_cancel(kids[i], &grand[i][j]);
+    }
+    pthread_t th;
+    watch_arg w = {root, NULL};
+    pthread_create(&th, NULL, watch_subtree, &w);
+    weft_ctx_cancel(root);
+    pthread_join(th, NULL);
+    /* Also from the observer's side: poll until the root is done, then everything must be. */
+    for (int i = 0; i < KIDS; i++)
+      for (int j = 0; j < GRAND; j++) cr_assert_eq(weft_ctx_err(grand[i][j]), WEFT_ECANCELED);
+    for (int i = 0; i < KIDS; i++) {
+      for (int j = 0; j < GRAND; j++) weft_ctx_end(grand[i][j]);
+      weft_ctx_end(kids[i]);
+    }
+    weft_ctx_end(root);
+  }
+  cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
+typedef struct {
+  weft_ctx *root;
+  weft_ctx **nodes;
+  int n;
+  _Atomic int bad;
+} poll_arg;
+
+static void *poll_root(void *p) {
+  poll_arg *a = p;
+  while (weft_ctx_err(a->root) == 0) sched_yield();
+  for (int i = 0; i < a->n; i++)
+    if (weft_ctx_err(a->nodes[i]) == 0) atomic_store(&a->bad, 1);
+  return NULL;
+}
+
+WEFT_TEST(ctx_stress, polling_observer_sees_whole_subtree_done) {
+  enum { N = 2000 };
+  for (int round = 0; round < 20; round++) {
+    weft_ctx *root, *nodes[N];
+    weft_ctx_with_cancel(weft_background(), &root);
+    for (int i = 0; i < N; i++) weft_ctx_with_cancel(i < 100 ? root : nodes[i % 100], &nodes[i]);
+    poll_arg a = {root, nodes, N, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, poll_root, &a);
+    weft_ctx_cancel(root);
+    pthread_join(th, NULL);
+    cr_assert_eq(atomic_load(&a.bad), 0, "a descendant was still live after its ancestor reported done");
+    for (int i = N - 1; i >= 0; i--) weft_ctx_end(nodes[i]);
+    weft_ctx_end(root);
+  }
+}
+
+WEFT_TEST(ctx_stress, deep_chain_cancel_does_not_recurse) {
+  long n = 200000 / WEFT_TEST_SCALE;
+  weft_ctx **chain = malloc((size_t)n * sizeof *chain);
+  weft_ctx *p = weft_background();
+  for (long i = 0; i < n; i++) {
+    weft_ctx_with_cancel(p, &chain[i]);
+    p = chain[i];
+  }
+  weft_ctx_cancel(chain[0]);
+  cr_assert_eq(weft_ctx_err(chain[n - 1]), WEFT_ECANCELED);
+  for (long i = n - 1; i >= 0; i--) weft_ctx_end(chain[i]);
+  /* and released leaf-last without cancel: freeing a long chain must not recurse either */
+  p = weft_background();
+  for (long i = 0; i < n; i++) {
+    weft_ctx_with_cancel(p, &chain[i]);
+    p = chain[i];
+  }
+  for (long i = 0; i < n - 1; i++) weft_ctx_release(chain[i]);
+  weft_ctx_release(chain[n - 1]);
+  free(chain);
+  cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
+static void *short_lived(void *p) {
+  weft_ctx *parent = p, *c;
+  for (int i = 0; i < 50; i++) {
+    if (weft_ctx_with_timeout(parent, WEFT_SEC(60), &c) != 0) return (void *)1;
+    weft_ctx_end(c);
+  }
+  if (weft_ctx_with_cancel(parent, &c) != 0) return (void *)1;
+  return c; /* released by the main thread after this thread exited */
+}
+
+WEFT_TEST(ctx_stress, short_lived_threads_recycle_caches) {
+  weft_ctx *root;
+  weft_ctx_with_cancel(weft_background(), &root);
+  for (int round = 0; round < 200 / WEFT_TEST_SCALE; round++) {
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, short_lived, root);
+    for (int t = 0; t < 4; t++) {
+      void *c;
+      pthread_join(th[t], &c);
+      cr_assert_neq(c, (void *)1);
+      weft_ctx_end(c);
+    }
+  }
+  weft_ctx_end(root);
+  cr_assert_eq(weft_ctx_live_count(), 0, "counts survive their threads");
+}
