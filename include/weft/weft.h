@@ -8,5 +8,6 @@
 #include "ctx.h"
 #include "pool.h"
 #include "group.h"
+#include "chan.h"
 
 #endif

@@ -1,0 +1,129 @@
+/* lib/chan_timer.c: timer and ticker channels (weft_chan_after, weft_chan_tick).
+ *
+ * Design notes.
+ * - No thread per timer and no second timer mechanism: each armed timer is a deadline context derived
+ *   from the background root, with an after-func. The context layer already runs one timer thread for
+ *   every deadline of the process and one callback thread for after-funcs (DESIGN.md), so a timer costs a
+ *   context and a heap entry, and stopping it is a cancel (which runs the after-func, which then sees
+ *   `stopped` and does nothing). A ticker re-arms a fresh deadline context from its callback.
+ * - The callback sends with the ring's non-blocking send: a value is dropped when the previous one is
+ *   still unread (capacity 1), as Go drops ticks; it never blocks the shared callback thread.
+ * - Lifetime: while a callback is armed it holds a reference to the channel, so weft_chan_destroy() can
+ *   stop the timer and drop the user's reference at once; the channel is freed by whichever drops last.
+ * - Lock order: timer.mu, then (inside the send's wake-up path) the channel's mu. weft_ctx_cancel() under
+ *   timer.mu is safe: after-funcs never run on the cancelling thread.
+ */
+#include <stdlib.h>
+
+#include "chan_impl.h"
+
+struct chan_timer {
+  pthread_mutex_t mu;
+  weft_chan *ch;
+  weft_ctx *armed; /* the deadline context whose after-func is pending; NULL when none */
+  int64_t next;    /* the deadline armed */
+  int64_t period;  /* 0 for a one-shot timer */
+  bool stopped;
+};
+
+static void timer_fire(void *arg);
+
+/* Under t->mu. */
+static int timer_arm(struct chan_timer *t) {
+  weft_ctx *c;
+  int r = weft_ctx_with_deadline(weft_background(), t->next, &c);
+  if (r != 0) return r;
+  r = weft_ctx_after_func(c, timer_fire, t, NULL);
+  if (r != 0) {
+    weft_ctx_end(c);
+    return r;
+  }
+  t->armed = c;
+  return 0;
+}
+
+static void timer_fire(void *arg) {
+  struct chan_timer *t = arg;
+  weft_chan *ch = t->ch;
+  bool rearmed = false;
+  pthread_mutex_lock(&t->mu);
+  weft_ctx *c = t->armed;
+  t->armed = NULL;
+  if (!t->stopped && weft_ctx_err(c) == WEFT_EDEADLINE) {
+    int64_t now = weft_now();
+    (void)weft_chan_try_send(ch, &now); /* WEFT_EFULL: the last value is unread; drop this one */
+    if (t->period > 0) {
+      /* Keep the phase: skip the ticks that are already late rather than firing them in a burst. */
+      t->next += t->period;
+      if (t->next <= now) t->next += ((now - t->next) / t->period + 1) * t->period;
+      rearmed = timer_arm(t) == 0;
+      if (!rearmed) t->stopped = true; /* out of memory: the ticker stops (documented) */
+    }
+  }
+  pthread_mutex_unlock(&t->mu);
+  weft_ctx_release(c);
+  if (!rearmed) weft__chan_unref(ch);
+}
+
+static int timer_chan(int64_t first, int64_t period, weft_chan **out) {
+  weft_chan_opts o = WEFT_CHAN_OPTS_INIT;
+  o.elem_size = sizeof(int64_t);
+  o.capacity = 1;
+  weft_chan *ch;
+  int r = weft__chan_new(&o, &ch);
+  if (r != 0) return r;
+  struct chan_timer *t = calloc(1, sizeof *t);
+  if (t == NULL) goto fail_timer;
+  if (pthread_mutex_init(&t->mu, NULL) != 0) goto fail_mu;
+  t->ch = ch;
+  t->period = period;
+  t->next = weft_deadline_in(first);
+  ch->timer = t;
+  pthread_mutex_lock(&t->mu);
+  r = timer_arm(t);
+  if (r == 0) atomic_store(&ch->refs, 2); /* before unlocking: the callback cannot run its body yet */
+  pthread_mutex_unlock(&t->mu);
+  if (r != 0) {
+    weft__chan_unref(ch); /* frees the timer too */
+    return r;
+  }
+  *out = ch;
+  return 0;
+fail_mu:
+  free(t);
+fail_timer:
+  weft__chan_unref(ch);
+  return WEFT_ENOMEM;
+}
+
+int weft_chan_after(int64_t duration, weft_chan **out) {
+  if (out == NULL) return WEFT_EINVAL;
+  *out = NULL;
+  if (duration == WEFT_FOREVER) return WEFT_EINVAL;
+  return timer_chan(duration, 0, out);
+}
+
+int weft_chan_tick(int64_t period, weft_chan **out) {
+  if (out == NULL) return WEFT_EINVAL;
+  *out = NULL;
+  if (period <= 0 || period == WEFT_FOREVER) return WEFT_EINVAL;
+  return timer_chan(period, period, out);
+}
+
+void weft__chan_timer_stop(struct chan_timer *t) {
+  pthread_mutex_lock(&t->mu);
+  t->stopped = true;
+  if (t->armed) (void)weft_ctx_cancel(t->armed);
+  pthread_mutex_unlock(&t->mu);
+}
+
+void weft__chan_timer_free(struct chan_timer *t) {
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
+
+int weft_chan_timer_stop(weft_chan *ch) {
+  if (ch == NULL || ch->timer == NULL) return WEFT_EINVAL;
+  weft__chan_timer_stop(ch->timer);
+  return 0;
+}
