@@ -22,7 +22,7 @@ typedef struct weft__jslot {
 typedef struct weft__jobq weft__jobq;
 
 /* The most jobs one weft__jobq_get() hands a worker at a time. */
-#define WEFT__JOBQ_BATCH 8
+#define WEFT__JOBQ_BATCH WEFT_POOL_CLAIM
 
 /* Creates a queue of `nlanes` lanes (one per worker) holding `cap` jobs in all (split evenly, rounded up
  * per lane). Returns 0, WEFT_ENOMEM. */

@@ -130,8 +130,14 @@ typedef struct weft_pool_report {
   uint64_t failed;                 /* fn returned non-zero while its context was live */
   uint64_t canceled_before_start;  /* never run; the arg went to the discard callback */
   uint64_t canceled_while_running; /* fn returned non-zero after its context was done */
-  uint64_t still_running;          /* not ended when the report was taken (see shutdown) */
+  uint64_t still_running;          /* not ended when the report was taken (see shutdown): running, or
+                                    * among the few (< WEFT_POOL_CLAIM) a worker had taken from the queue
+                                    * before starting a job that ignores cancellation; those are
+                                    * discarded once it returns, and the final report counts them */
 } weft_pool_report;
+
+/* A worker takes up to this many queued jobs at once; see still_running. */
+#define WEFT_POOL_CLAIM 8
 
 /* After cancelling, shutdown in drain mode waits at most this long for running jobs to return. */
 #define WEFT_POOL_SETTLE WEFT_MS(100)
