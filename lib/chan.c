@@ -52,7 +52,12 @@
  * then queues and lets park.c spin on its token before parking on the context's wake word; cancelling the
  * context wakes every thread parked under it with one futex wake-all.
  *
- * Measured (RelWithDebInfo, this 2-core VM; see the closing figures in bench/bench_chan.c's header).
+ * Measured (RelWithDebInfo, weft-bench best of 3, this 2-vCPU VM, Go 1.19 bench/go side by side the same
+ * hour): chan_spsc 10-12 ns/item (a run sometimes settles into the consumer-trails-producer regime, ~40
+ * ns) vs Go 34-58; chan_pingpong 306-340 ns/round trip vs Go 250-266 (Go runs both goroutines on one P,
+ * with no cross-core hand-off; a cross-core round trip here costs 110-420 ns depending on vCPU placement);
+ * cancel_latency p99 322 us vs the futex wake-all floor's 296 us measured in the same run (1.09x), p50
+ * 203 us vs 181 us. The pre-queue spin's backoff (chan_select.c) is what takes chan_spsc from ~60 to ~10.
  */
 #include <stdlib.h>
 

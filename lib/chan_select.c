@@ -17,9 +17,14 @@
 
 #include "chan_impl.h"
 
-/* Pre-queue spin of a blocking send / recv: retries of the ring, ~60 ns each here (pause ~51 ns), so about
- * 15 us, the price of one park + wake on this machine (NOTES.md). */
+/* Pre-queue spin of a blocking send / recv: retries of the ring, at most CHAN_SPIN_BACKOFF pauses apart
+ * (pause ~51 ns here), so about 50 us in all, a few times the price of one park + wake (NOTES.md).
+ * The backoff matters as much as the length: a consumer that re-polls an empty ring after every pause
+ * trails one slot behind the producer and pulls each slot's line over per element (chan_spsc ~40-60 ns);
+ * polling every ~200 ns lets the producer fill whole lines first (~8 ns), and costs a round trip at most
+ * ~200 ns (chan_pingpong ~310 ns here). */
 #define CHAN_SPIN_ITERS 256
+#define CHAN_SPIN_BACKOFF 4
 /* Rounds of step 1 a select over buffered channels spins before queuing. */
 #define SELECT_SPIN_ROUNDS 64
 /* Selects up to this many cases keep their queue entries on the stack. */
@@ -160,7 +165,7 @@ static int chan_send(weft_ctx *ctx, weft_chan *ch, const void *elem, int64_t dea
     int r = chan__ring_send(ch, elem);
     if (WEFT__LIKELY(r != WEFT_EFULL)) return r;
     for (int i = 1; i <= CHAN_SPIN_ITERS; i++) {
-      weft__cpu_relax();
+      weft__cpu_relax(); /* a full ring drains in bursts; re-polling at once costs nothing here */
       if ((r = chan__ring_send(ch, elem)) != WEFT_EFULL) return r; /* sent, or closed */
       if ((i & 31) == 1) {
         if (ctx && (r = weft_ctx_err(ctx)) != 0) return r;
@@ -174,7 +179,7 @@ static int chan_send(weft_ctx *ctx, weft_chan *ch, const void *elem, int64_t dea
 static int chan_recv(weft_ctx *ctx, weft_chan *ch, void *elem, int64_t deadline) {
   if (WEFT__LIKELY(ch->cap > 0)) {
     if (WEFT__LIKELY(chan__ring_recv(ch, elem) == 0)) return 0;
-    int r;
+    int r, backoff = 1;
     for (int i = 1; i <= CHAN_SPIN_ITERS; i++) {
       /* Only loads while empty: the producer's lines are not disturbed. Close is checked now and then. */
       if ((i & 31) == 1) {
@@ -182,7 +187,8 @@ static int chan_recv(weft_ctx *ctx, weft_chan *ch, void *elem, int64_t deadline)
         if (ctx && (r = weft_ctx_err(ctx)) != 0) return r;
         if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_ETIMEDOUT;
       }
-      weft__cpu_relax();
+      for (int k = 0; k < backoff; k++) weft__cpu_relax();
+      if (backoff < CHAN_SPIN_BACKOFF) backoff *= 2;
       if (chan__ring_recv(ch, elem) == 0) return 0;
     }
   }

@@ -39,17 +39,20 @@ typedef struct tcache {
   _Atomic uint64_t allocs; /* written by the owner only; summed by weft_ctx_live_count() */
   _Atomic uint64_t frees;
   struct tcache *all_next;
+  struct tcache *idle_next; /* on idle_caches once its thread exited */
 } tcache;
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static weft_ctx *pool_free; /* shared overflow list */
-static tcache *all_caches;  /* every thread's counters (never freed) */
+static tcache *all_caches;  /* every cache ever made (never freed: the counters must survive) */
+static tcache *idle_caches; /* caches of exited threads, reused by new threads */
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static _Thread_local tcache *my_cache;
 
 static void cache_flush(void *p) {
   tcache *tc = p;
+  my_cache = NULL; /* runs in the exiting thread: a later use makes (or reuses) a fresh cache */
   pthread_mutex_lock(&pool_mu);
   while (tc->free) {
     weft_ctx *c = tc->free;
@@ -58,6 +61,8 @@ static void cache_flush(void *p) {
     pool_free = c;
   }
   tc->n = 0;
+  tc->idle_next = idle_caches;
+  idle_caches = tc;
   pthread_mutex_unlock(&pool_mu);
 }
 static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0); }
@@ -65,12 +70,16 @@ static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, c
 static tcache *cache_self(void) {
   if (WEFT__LIKELY(my_cache != NULL)) return my_cache;
   pthread_once(&cache_once, cache_key_init);
-  tcache *tc = calloc(1, sizeof *tc);
-  if (tc == NULL) return NULL;
   pthread_mutex_lock(&pool_mu);
-  tc->all_next = all_caches;
-  all_caches = tc;
+  tcache *tc = idle_caches;
+  if (tc != NULL) {
+    idle_caches = tc->idle_next; /* counters are running totals: they carry over */
+  } else if ((tc = calloc(1, sizeof *tc)) != NULL) {
+    tc->all_next = all_caches;
+    all_caches = tc;
+  }
   pthread_mutex_unlock(&pool_mu);
+  if (tc == NULL) return NULL;
   my_cache = tc;
   pthread_setspecific(cache_key, tc);
   return tc;
@@ -161,6 +170,7 @@ static weft_ctx *ctx_new(int kind, weft_ctx *parent, void *creator) {
   c->kind = (uint8_t)kind;
   c->flags = 0;
   c->timer_off = 0;
+  c->born_ms = coarse_ms(); /* one clock for every kind, so ages in a dump compare */
   c->heap_idx = 0;
   atomic_store_explicit(&c->lock.locked, 0, memory_order_relaxed);
   atomic_store_explicit(&c->wake, 0, memory_order_relaxed);
@@ -448,7 +458,7 @@ static int derive_cancel(weft_ctx *parent, int64_t deadline, int64_t now, int dc
   if (timer && now < 0) now = weft_now();
   weft_ctx *c = ctx_new(timer ? WEFT__K_DEADLINE : kind, parent, creator);
   if (c == NULL) return WEFT_ENOMEM;
-  c->born_ms = now >= 0 ? (uint32_t)(now / 1000000) : coarse_ms();
+
   c->u.c.deadline = timer ? deadline : pdl;
   c->cause = timer ? dcause : 0; /* before attach: a cancel may reach c as soon as it is linked */
   if (attach(c) || !timer) {

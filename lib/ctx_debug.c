@@ -96,7 +96,7 @@ static void dump_line(FILE *out, weft_ctx *c, int depth, uint32_t now_ms) {
   int err = atomic_load(&weft__src(c)->err);
   fprintf(out, "%*s%s %s", depth * 2, "", weft__kind_name(c->kind), state_name(err));
   if (err != 0 && weft__has_cancel(c) && c->cause != err) fprintf(out, " cause=%s", weft_err_name(c->cause));
-  int32_t age_ms = (int32_t)(now_ms - c->born_ms); /* born from a precise or a coarse clock: clamp */
+  int32_t age_ms = (int32_t)(now_ms - c->born_ms);
   fprintf(out, " age=%.3fs", age_ms > 0 ? age_ms / 1e3 : 0.0);
   int64_t dl = weft_ctx_deadline(c);
   if (dl != WEFT_FOREVER) fprintf(out, " deadline=%+.3fs", (double)(dl - weft_now()) / 1e9);
@@ -138,7 +138,9 @@ static void dump_values_under(FILE *out, weft_ctx *p, int depth, uint32_t now_ms
 
 int weft_ctx_dump(weft_ctx *ctx, FILE *out) {
   if (ctx == NULL || out == NULL) return WEFT_EINVAL;
-  uint32_t now_ms = (uint32_t)(weft_now() / 1000000);
+  struct timespec ts; /* the clock contexts record their birth with */
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  uint32_t now_ms = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
   bool locked = weft__has_cancel(ctx);
   if (locked) weft__lock(ctx);
   dump_node(out, ctx, 0, now_ms);

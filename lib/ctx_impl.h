@@ -107,6 +107,7 @@ const char *weft__kind_name(int kind);
 int weft__timer_arm(weft_ctx *c);    /* 0 or WEFT_ENOMEM / WEFT_ESYS */
 void weft__timer_disarm(weft_ctx *c);
 size_t weft__timer_threads(void);    /* how many timer threads exist (0 or 1) */
+size_t weft__timer_armed(void);      /* how many deadlines are armed now */
 
 /* ctx_wait.c */
 void weft__after_fire(weft__cbnode *list); /* hand collected after-func nodes to the callback thread */

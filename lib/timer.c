@@ -151,4 +151,11 @@ void weft__timer_disarm(weft_ctx *c) {
   weft__spin_unlock(&T.mu);
 }
 
+size_t weft__timer_armed(void) {
+  weft__spin_lock(&T.mu);
+  size_t n = T.n;
+  weft__spin_unlock(&T.mu);
+  return n;
+}
+
 size_t weft__timer_threads(void) { return atomic_load(&T.started) == 1 ? 1 : 0; }

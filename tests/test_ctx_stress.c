@@ -257,3 +257,30 @@ WEFT_TEST(ctx_stress, deep_chain_cancel_does_not_recurse) {
   free(chain);
   cr_assert_eq(weft_ctx_live_count(), 0);
 }
+
+static void *short_lived(void *p) {
+  weft_ctx *parent = p, *c;
+  for (int i = 0; i < 50; i++) {
+    if (weft_ctx_with_timeout(parent, WEFT_SEC(60), &c) != 0) return (void *)1;
+    weft_ctx_end(c);
+  }
+  if (weft_ctx_with_cancel(parent, &c) != 0) return (void *)1;
+  return c; /* released by the main thread after this thread exited */
+}
+
+WEFT_TEST(ctx_stress, short_lived_threads_recycle_caches) {
+  weft_ctx *root;
+  weft_ctx_with_cancel(weft_background(), &root);
+  for (int round = 0; round < 200 / WEFT_TEST_SCALE; round++) {
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, short_lived, root);
+    for (int t = 0; t < 4; t++) {
+      void *c;
+      pthread_join(th[t], &c);
+      cr_assert_neq(c, (void *)1);
+      weft_ctx_end(c);
+    }
+  }
+  weft_ctx_end(root);
+  cr_assert_eq(weft_ctx_live_count(), 0, "counts survive their threads");
+}

@@ -163,12 +163,16 @@ WEFT_API int weft_cause_signal(int cause);
 
 /* A child of `parent` cancelled when one of the signals `sigs[0..n)` arrives (Go's signal.NotifyContext);
  * n == 0 means SIGINT and SIGTERM. The cause is WEFT_SIGNAL_CAUSE(signo); weft_ctx_err() says canceled.
- * Signals are received by a dedicated thread with sigwait — no work runs in a signal handler. The signals
- * are blocked in the calling thread and in the threads weft creates; block them in your own threads (or
- * create this context before starting threads) so the kernel delivers them to weft. While any signal
- * context is live, a second arrival of the same signal after the context was cancelled exits the process
- * with status 128+signo if `force_exit_on_second` is true. Releasing the context stops the notification for
- * it. Returns 0, WEFT_EINVAL, WEFT_ENOMEM, WEFT_ESYS. */
+ * While any signal context for a signal is live, weft installs a handler for it (SA_RESTART) that only
+ * writes the signal number to a pipe — no lock, no allocation — and a weft thread reads the pipe and does
+ * the cancelling; the previous disposition is restored when the last such context is released. The
+ * kernel may deliver the signal to any thread that does not block it, so do not block these signals in
+ * your threads (weft's own threads block every signal). A slow system call of yours interrupted by the
+ * handler may return EINTR where SA_RESTART does not apply (poll, nanosleep, ...). If
+ * `force_exit_on_second` is true, the same signal arriving again after the context was cancelled exits
+ * the process at once with status 128+signo (from the handler, with _exit). SIGKILL, SIGSTOP and the
+ * synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) are refused. Returns 0, WEFT_EINVAL,
+ * WEFT_ENOMEM, WEFT_ESYS. */
 WEFT_API int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool force_exit_on_second,
                                    weft_ctx **out);
 
@@ -178,9 +182,11 @@ WEFT_API int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, 
 WEFT_API size_t weft_ctx_live_count(void);
 
 /* Writes the subtree under ctx to `out`, one line per context, indented by depth: kind, state (live,
- * canceled, deadline), age, deadline remaining, references. Children linked for cancellation are shown;
- * value and without-cancel contexts appear under the context they were derived from only when WEFT_LEAKS
- * tracking is on. Returns 0, or WEFT_EINVAL for NULL arguments. */
+ * canceled, deadline-exceeded), age (millisecond-coarse), deadline remaining, references. The children
+ * shown are those linked for cancellation: a cancelled context leaves its parent's list at once, so it
+ * no longer appears under its parent (dump it directly to see it). Value and without-cancel contexts
+ * appear under the context they were derived from only when WEFT_LEAKS tracking is on. Returns 0, or
+ * WEFT_EINVAL for NULL arguments. */
 WEFT_API int weft_ctx_dump(weft_ctx *ctx, FILE *out);
 
 /* Leak report. When the environment has WEFT_LEAKS=1 at the first derivation, weft records where each

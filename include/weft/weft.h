@@ -6,6 +6,8 @@
 #include "error.h"
 #include "version.h"
 #include "ctx.h"
+#include "pool.h"
+#include "group.h"
 #include "chan.h"
 #include "pipeline.h"
 

@@ -24,4 +24,12 @@ LD_LIBRARY_PATH="$libdir" "$tmp/pc" 50 | tail -1
 cc -std=c11 -o "$tmp/pcs" "$example" $(pkg-config --static --cflags weft) "$libdir/libweft.a" \
   $(pkg-config --static --libs-only-l --libs-only-other weft | sed 's/-lweft//')
 "$tmp/pcs" 50 | tail -1
+
+# The whole examples/ directory, configured and built standalone against the installed package, as a
+# user's project would (find_package(weft) at its top), then its quick self-checking examples run.
+cmake -S "$src/examples" -B "$tmp/examples" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/examples" >/dev/null
+LD_LIBRARY_PATH="$libdir" ctest --test-dir "$tmp/examples" -R 'example_(restaurant|order_chain|monitor|tracing)' \
+  --output-on-failure >/dev/null
+echo "examples built and run standalone against the installed package"
 echo "install check passed"

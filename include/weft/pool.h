@@ -1,0 +1,187 @@
+/* weft/pool.h: a pool of worker threads fed by a lock-free job queue.
+ *
+ * A job is a function `int fn(weft_ctx *ctx, void *arg)` run once on a worker thread. It returns 0 for
+ * success or a negative code of its own. `ctx` is the job's context: the pool's context (a child of
+ * opts.parent that shutdown cancels), joined with the submitter's context and limited by a per-job timeout
+ * when those were asked for. A job without either runs directly under the pool's context and costs no
+ * context derivation. A job should return soon after weft_ctx_err(ctx) becomes non-zero.
+ *
+ * Ownership of a job's argument. The pool never frees or touches `arg`. When a submit call fails, fn is
+ * never called and `arg` stays the caller's. When it succeeds, exactly one of these happens, exactly once:
+ * fn(ctx, arg) runs, or — the job ended unrun (its context ended before it started, or shutdown in cancel
+ * mode or past its grace deadline) — opts.discard(arg, opts.discard_arg) is called (when set), so the
+ * caller can free or requeue it. fn is never called for a discarded job, before or after the discard.
+ *
+ * Every submitted job ends exactly once as one of: completed (fn returned 0), failed (non-zero while its
+ * context was live), canceled while running (non-zero after its context was done — cancellation or its
+ * timeout), canceled before start (discarded). weft_pool_shutdown() reports these counts; their sum plus the
+ * jobs still running equals the number submitted.
+ *
+ * Jobs submitting jobs. A job may submit to its own pool. When the queue is full, a blocking submit made
+ * from one of this pool's workers does not wait (every worker could be waiting, and nothing would drain the
+ * queue): it runs the job inline on the calling worker instead (the caller-runs policy), under the context
+ * the job would have had. It counts as submitted and ends as any other job. try-submit still says full.
+ *
+ * Thread safety: every function may be called from any thread, including from jobs, unless said otherwise.
+ * Several pools may live in one process; the pool keeps no global state and uses no signals. */
+#ifndef WEFT_POOL_H
+#define WEFT_POOL_H
+
+#include "common.h"
+#include "ctx.h"
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_pool weft_pool;
+typedef struct weft_future weft_future;
+typedef int (*weft_job_fn)(weft_ctx *ctx, void *arg);
+
+/* ---- creation ----------------------------------------------------------------------------------- */
+
+typedef struct weft_pool_opts {
+  size_t workers;      /* worker threads; 0 = the number of online CPUs. More than 1024: WEFT_EINVAL */
+  size_t queue_cap;    /* jobs queued (not yet started) at most, in all; 0 is invalid (WEFT_EINVAL). The
+                        * queue is split evenly among workers, so the capacity is rounded up to a multiple
+                        * of the worker count (weft_pool_capacity() says how much it is). */
+  weft_ctx *parent;    /* the pool's context derives from it (NULL = weft_background()); the pool holds a
+                        * reference. Once it is done, jobs that have not started are discarded. */
+  int64_t job_timeout; /* default per-job timeout, counted from the job's start; WEFT_FOREVER = none */
+  void (*discard)(void *arg, void *discard_arg); /* receives the arg of every job that ends unrun; NULL:
+                        * none. Runs on a worker or on the thread calling shutdown/destroy; it must not
+                        * block for long and must not call weft_pool_shutdown/destroy on this pool. */
+  void *discard_arg;
+} weft_pool_opts;
+
+#define WEFT_POOL_DEFAULT_QUEUE 1024
+#define WEFT_POOL_OPTS_INIT {0, WEFT_POOL_DEFAULT_QUEUE, NULL, WEFT_FOREVER, NULL, NULL}
+
+/* Creates a pool and starts its workers. `opts` NULL means WEFT_POOL_OPTS_INIT. Returns 0 and stores the
+ * pool in *out; WEFT_EINVAL (NULL out, queue_cap 0, workers > 1024, job_timeout <= 0), WEFT_ENOMEM,
+ * WEFT_ESYS (a thread could not be started); on error *out is NULL and nothing is left running. */
+WEFT_API int weft_pool_create(const weft_pool_opts *opts, weft_pool **out);
+
+/* The pool's context (borrowed: valid until weft_pool_destroy). Cancelled by shutdown; a job's context is
+ * this one or a descendant. NULL for a NULL pool. */
+WEFT_API weft_ctx *weft_pool_ctx(weft_pool *p);
+/* Worker count and total queue capacity. 0 for NULL. */
+WEFT_API size_t weft_pool_workers(const weft_pool *p);
+WEFT_API size_t weft_pool_capacity(const weft_pool *p);
+
+/* ---- submitting --------------------------------------------------------------------------------- */
+
+/* Queues fn(arg), waiting for room while the queue is full. `ctx` (NULL = wait without limit) bounds only
+ * the wait: the job itself runs under the pool's context. Returns 0 (queued, or run inline — see above),
+ * WEFT_EINVAL (NULL pool or fn), WEFT_ESTOPPED (shutdown began, also while waiting), or ctx's error
+ * (WEFT_ECANCELED / WEFT_EDEADLINE) when ctx ended before there was room. Lock-free when there is room. */
+WEFT_API int weft_pool_submit(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void *arg);
+
+/* Queues fn(arg) if there is room now. Returns 0, WEFT_EFULL (the queue is full; the seeds' "job dropped -
+ * queue full"), WEFT_EINVAL, WEFT_ESTOPPED. Never blocks. */
+WEFT_API int weft_pool_try_submit(weft_pool *p, weft_job_fn fn, void *arg);
+
+typedef struct weft_job_opts {
+  weft_ctx *ctx;   /* the submitter's context, or NULL. It bounds the wait for room, and the job runs under
+                    * a context done when either the pool's context or this one is done. The pool holds a
+                    * reference to it until the job ends. */
+  int64_t timeout; /* per-job timeout counted from the job's start: 0 = the pool's default,
+                    * WEFT_FOREVER = none, > 0 a duration; negative is WEFT_EINVAL */
+  bool nowait;     /* true: return WEFT_EFULL at once instead of waiting for room */
+} weft_job_opts;
+#define WEFT_JOB_OPTS_INIT {NULL, 0, false}
+
+/* The general submit: as weft_pool_submit() (or try-submit with o->nowait), with the options above
+ * (`o` NULL = WEFT_JOB_OPTS_INIT) and, when `future` is not NULL, a handle stored in *future on success
+ * (NULL on error) through which the caller waits for this job and reads its result; the caller must
+ * release it with weft_future_release(), before weft_pool_destroy(). Returns as weft_pool_submit(), plus
+ * WEFT_EFULL with nowait, WEFT_ENOMEM when a job record cannot be allocated. */
+WEFT_API int weft_pool_submit_ex(weft_pool *p, weft_job_fn fn, void *arg, const weft_job_opts *o,
+                                 weft_future **future);
+
+/* Waits until the job ended, or ctx (NULL = no limit) ends first. Returns 0 once the job ended and then
+ * stores its result in *job_rc (when not NULL): fn's return value, or — for a discarded job — the error of
+ * the context that ended it (WEFT_ECANCELED / WEFT_EDEADLINE). Returns ctx's error if ctx ended first,
+ * WEFT_EINVAL for NULL f. Several threads may wait on one future. */
+WEFT_API int weft_future_wait(weft_future *f, weft_ctx *ctx, int *job_rc);
+/* true once the job ended (no wait). false for NULL. */
+WEFT_API bool weft_future_done(const weft_future *f);
+/* Gives the handle back; the job is not affected. NULL is a no-op. Call exactly once per handle, and not
+ * while another thread waits on it. */
+WEFT_API void weft_future_release(weft_future *f);
+
+/* Waits until every job submitted before the call has ended (as sync.WaitGroup: under continuous
+ * concurrent submission it may also wait for jobs submitted during the call). ctx (NULL = no limit) bounds
+ * the wait. Returns 0, ctx's error, WEFT_EINVAL for NULL p, or WEFT_EBUSY when called from one of this
+ * pool's workers (it would wait for itself). Afterwards the effects of those jobs are visible. */
+WEFT_API int weft_pool_wait_all(weft_pool *p, weft_ctx *ctx);
+
+/* ---- shutdown ----------------------------------------------------------------------------------- */
+
+typedef enum weft_pool_mode {
+  WEFT_POOL_DRAIN = 0, /* stop accepting; run everything queued, within the grace period */
+  WEFT_POOL_CANCEL = 1 /* stop accepting; cancel running jobs; discard every queued job unrun */
+} weft_pool_mode;
+
+typedef struct weft_pool_report {
+  uint64_t submitted;              /* jobs accepted (queued or run inline) */
+  uint64_t completed;              /* fn returned 0 */
+  uint64_t failed;                 /* fn returned non-zero while its context was live */
+  uint64_t canceled_before_start;  /* never run; the arg went to the discard callback */
+  uint64_t canceled_while_running; /* fn returned non-zero after its context was done */
+  uint64_t still_running;          /* not ended when the report was taken (see shutdown): running, or
+                                    * among the few (< WEFT_POOL_CLAIM) a worker had taken from the queue
+                                    * before starting a job that ignores cancellation; those are
+                                    * discarded once it returns, and the final report counts them */
+} weft_pool_report;
+
+/* A worker takes up to this many queued jobs at once; see still_running. */
+#define WEFT_POOL_CLAIM 8
+
+/* After cancelling, shutdown in drain mode waits at most this long for running jobs to return. */
+#define WEFT_POOL_SETTLE WEFT_MS(100)
+
+/* Stops the pool from accepting work (submits return WEFT_ESTOPPED from now on, including blocked ones)
+ * and ends the queued and running jobs:
+ *   WEFT_POOL_DRAIN: every queued job still runs. If `grace` (a duration; WEFT_FOREVER = none) passes
+ *     first, the pool's context is cancelled, the jobs still queued are discarded, and shutdown waits up
+ *     to WEFT_POOL_SETTLE more for running jobs to return.
+ *   WEFT_POOL_CANCEL: the pool's context is cancelled at once (running jobs see it), every queued job is
+ *     discarded unrun, and shutdown waits up to `grace` for running jobs to return.
+ * Jobs that have not returned by then (they ignore cancellation) are reported as still_running; shutdown
+ * returns without them and weft_pool_destroy() joins them. Fills *rep when not NULL; the invariant
+ * completed + failed + canceled_before_start + canceled_while_running + still_running == submitted holds.
+ * Returns 0, WEFT_EINVAL (NULL p, bad mode, negative grace), WEFT_ESTATE (shutdown already ran, or called
+ * from one of this pool's workers). Thread safety: once per pool, from a thread that is not a worker. */
+WEFT_API int weft_pool_shutdown(weft_pool *p, weft_pool_mode mode, int64_t grace, weft_pool_report *rep);
+
+/* Destroys the pool: if shutdown has not run, first does weft_pool_shutdown(p, WEFT_POOL_CANCEL,
+ * WEFT_FOREVER, ...); then joins every worker (waiting for jobs that ignore cancellation) and frees the
+ * pool. Fills *final (when not NULL) with the final report, in which still_running is 0. NULL p is a
+ * no-op. The pool must not be used afterwards (a later submit is a use after free, as with free()).
+ * Thread safety: once, from a thread that is not one of the pool's workers, after every other call on the
+ * pool returned and every future was released. */
+WEFT_API void weft_pool_destroy(weft_pool *p, weft_pool_report *final);
+
+/* ---- stats -------------------------------------------------------------------------------------- */
+
+typedef struct weft_pool_stats {
+  uint64_t submitted, queued, running, completed, failed, canceled; /* canceled: both kinds */
+  /* Latency in ns, from power-of-two histograms over a sample of the jobs (one in WEFT_POOL_SAMPLE per
+   * submitting thread, the first always): each figure is the upper bound of its bucket (so up to 2x
+   * high). 0 when nothing was sampled. */
+  int64_t wait_p50, wait_p90, wait_p99; /* queue wait: submit to start */
+  int64_t run_p50, run_p90, run_p99;    /* run time: start to return */
+  uint64_t samples;
+} weft_pool_stats;
+#define WEFT_POOL_SAMPLE 64
+
+/* Fills *st with a snapshot (each counter exact at some instant during the call; summed from per-worker
+ * counters, so it costs the workers nothing). Returns 0, WEFT_EINVAL. */
+WEFT_API int weft_pool_stats_get(weft_pool *p, weft_pool_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

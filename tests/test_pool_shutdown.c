@@ -1,0 +1,167 @@
+/* Shutdown: the seed's graceful-shutdown daemon (SIGTERM cancels the root context; drain runs every
+ * queued job, cancel hands every queued job back), and a job that ignores cancellation. */
+#include <signal.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "weft_test.h"
+
+#define QUEUED 10
+
+static _Atomic int ran[QUEUED + 1], discarded[QUEUED + 1];
+
+static int blocker(weft_ctx *ctx, void *arg) {
+  _Atomic int *gate = arg; /* [0] started, [1] may finish */
+  atomic_store(&gate[0], 1);
+  while (!atomic_load(&gate[1]))
+    if (weft_ctx_sleep(ctx, WEFT_MS(1)) != 0) return weft_ctx_err(ctx);
+  return 0;
+}
+
+static int count_job(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  int id = (int)(intptr_t)arg;
+  if (atomic_load(&discarded[id])) return -99; /* never after its discard */
+  atomic_fetch_add(&ran[id], 1);
+  return 0;
+}
+
+static void on_discard(void *arg, void *darg) {
+  (void)darg;
+  int id = (int)(intptr_t)arg;
+  atomic_fetch_add(&discarded[id], 1);
+}
+
+/* The daemon: a root context cancelled by SIGTERM (weft_ctx_with_signals, a sigwait thread inside weft);
+ * the main loop waits for the root, then shuts the pool down in `mode`. */
+static void daemon_run(weft_pool_mode mode) {
+  for (int i = 0; i <= QUEUED; i++) atomic_store(&ran[i], 0), atomic_store(&discarded[i], 0);
+  weft_ctx *root;
+  int sig = SIGTERM;
+  /* Created before the pool, so the pool's workers inherit the blocked signal mask. */
+  cr_assert_eq(weft_ctx_with_signals(weft_background(), &sig, 1, false, &root), 0);
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 1;
+  o.queue_cap = 16;
+  o.discard = on_discard;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  _Atomic int gate[2] = {0, 0};
+  cr_assert_eq(weft_pool_submit(p, root, blocker, gate), 0);
+  while (!atomic_load(&gate[0])) usleep(100);
+  for (int i = 1; i <= QUEUED; i++) cr_assert_eq(weft_pool_submit(p, root, count_job, (void *)(intptr_t)i), 0);
+
+  cr_assert_eq(kill(getpid(), SIGTERM), 0);
+  cr_assert_eq(weft_ctx_wait(root, WEFT_FOREVER), WEFT_ECANCELED);
+  cr_assert_eq(weft_cause_signal(weft_ctx_cause(root)), SIGTERM);
+
+  if (mode == WEFT_POOL_DRAIN) atomic_store(&gate[1], 1);
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, mode, WEFT_FOREVER, &rep), 0);
+  cr_assert_eq(rep.submitted, QUEUED + 1);
+  cr_assert_eq(rep.still_running, 0);
+  cr_assert_eq(rep.completed + rep.failed + rep.canceled_before_start + rep.canceled_while_running, rep.submitted);
+  for (int i = 1; i <= QUEUED; i++) {
+    if (mode == WEFT_POOL_DRAIN) {
+      cr_assert_eq(atomic_load(&ran[i]), 1, "drain: job %d ran %d times", i, atomic_load(&ran[i]));
+      cr_assert_eq(atomic_load(&discarded[i]), 0);
+    } else {
+      cr_assert_eq(atomic_load(&ran[i]), 0, "cancel: job %d ran", i);
+      cr_assert_eq(atomic_load(&discarded[i]), 1, "cancel: job %d discarded %d times", i, atomic_load(&discarded[i]));
+    }
+  }
+  if (mode == WEFT_POOL_DRAIN) {
+    cr_assert_eq(rep.completed, QUEUED + 1);
+  } else {
+    cr_assert_eq(rep.canceled_before_start, QUEUED);
+    cr_assert_eq(rep.canceled_while_running, 1);
+  }
+  weft_pool_destroy(p, NULL);
+  weft_ctx_end(root);
+}
+
+WEFT_TEST(pool_shutdown, sigterm_daemon_drain_runs_every_queued_job) { daemon_run(WEFT_POOL_DRAIN); }
+WEFT_TEST(pool_shutdown, sigterm_daemon_cancel_hands_back_every_queued_job) { daemon_run(WEFT_POOL_CANCEL); }
+
+static _Atomic int stubborn_release;
+static int stubborn(weft_ctx *ctx, void *arg) {
+  (void)arg;
+  atomic_store(&ran[0], 1);
+  while (!atomic_load(&stubborn_release)) usleep(500); /* ignores ctx on purpose */
+  return weft_ctx_err(ctx) ? -1 : 0;
+}
+
+/* Drain with a grace period: a job ignoring cancellation outlives it; shutdown returns after the grace
+ * deadline, reports it still running and discards what was queued behind it; destroy joins it. */
+WEFT_TEST(pool_shutdown, drain_grace_reports_job_ignoring_cancellation) {
+  for (int i = 0; i <= QUEUED; i++) atomic_store(&ran[i], 0), atomic_store(&discarded[i], 0);
+  atomic_store(&stubborn_release, 0);
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 1;
+  o.discard = on_discard;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  cr_assert_eq(weft_pool_submit(p, NULL, stubborn, NULL), 0);
+  while (!atomic_load(&ran[0])) usleep(100);
+  for (int i = 1; i <= 3; i++) cr_assert_eq(weft_pool_submit(p, NULL, count_job, (void *)(intptr_t)i), 0);
+  int64_t t0 = weft_now();
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_MS(100), &rep), 0);
+  cr_assert(weft_now() - t0 >= WEFT_MS(100), "returned before the grace deadline");
+  cr_assert(weft_ctx_done(weft_pool_ctx(p)), "the pool's context is cancelled after the grace period");
+  cr_assert_eq(rep.submitted, 4);
+  cr_assert_eq(rep.still_running, 1);
+  cr_assert_eq(rep.canceled_before_start, 3);
+  for (int i = 1; i <= 3; i++) cr_assert_eq(atomic_load(&discarded[i]), 1);
+  atomic_store(&stubborn_release, 1);
+  weft_pool_report fin;
+  weft_pool_destroy(p, &fin);
+  cr_assert_eq(fin.still_running, 0);
+  cr_assert_eq(fin.canceled_while_running, 1);
+  cr_assert_eq(fin.canceled_before_start, 3);
+}
+
+/* Cancel mode with a grace period reports the same job still running, then destroy joins it. */
+WEFT_TEST(pool_shutdown, cancel_grace_reports_job_ignoring_cancellation) {
+  atomic_store(&stubborn_release, 0);
+  atomic_store(&ran[0], 0);
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 2;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  cr_assert_eq(weft_pool_submit(p, NULL, stubborn, NULL), 0);
+  while (!atomic_load(&ran[0])) usleep(100);
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_CANCEL, WEFT_MS(20), &rep), 0);
+  cr_assert_eq(rep.still_running, 1);
+  atomic_store(&stubborn_release, 1);
+  weft_pool_report fin;
+  weft_pool_destroy(p, &fin);
+  cr_assert_eq(fin.canceled_while_running, 1);
+}
+
+/* A pool whose parent context ends discards what has not started. */
+WEFT_TEST(pool_shutdown, parent_done_discards_unstarted_jobs) {
+  for (int i = 0; i <= QUEUED; i++) atomic_store(&ran[i], 0), atomic_store(&discarded[i], 0);
+  weft_ctx *parent;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &parent), 0);
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 1;
+  o.parent = parent;
+  o.discard = on_discard;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  _Atomic int gate[2] = {0, 0};
+  cr_assert_eq(weft_pool_submit(p, NULL, blocker, gate), 0);
+  while (!atomic_load(&gate[0])) usleep(100);
+  for (int i = 1; i <= 5; i++) cr_assert_eq(weft_pool_submit(p, NULL, count_job, (void *)(intptr_t)i), 0);
+  weft_ctx_cancel(parent);
+  cr_assert_eq(weft_pool_wait_all(p, NULL), 0);
+  for (int i = 1; i <= 5; i++) cr_assert_eq(atomic_load(&discarded[i]) + atomic_load(&ran[i]), 1);
+  for (int i = 1; i <= 5; i++) cr_assert_eq(atomic_load(&discarded[i]), 1);
+  weft_pool_report rep;
+  weft_pool_destroy(p, &rep);
+  cr_assert_eq(rep.canceled_before_start, 5);
+  cr_assert_eq(rep.canceled_while_running, 1);
+  weft_ctx_end(parent);
+}

@@ -1,0 +1,157 @@
+/* Accounting stress: T submitters x N jobs, random failures, a mix of plain jobs and jobs with records
+ * (futures, submitter contexts, timeouts), and a shutdown at a random moment (cancel or drain). Checked
+ * with a per-job counter array: every accepted job ran exactly once or was discarded exactly once, never
+ * both, no job ran after its discard, and the report's sum equals the number submitted.
+ * Sizes: WEFT_STRESS_THREADS (submitters, default 4: with the 3 workers, more threads than cores),
+ * WEFT_STRESS_ITERS (jobs per submitter), WEFT_STRESS_ROUNDS. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "weft_test.h"
+
+typedef struct job_state {
+  _Atomic uint8_t ran, discarded, accepted;
+} job_state;
+
+static job_state *jobs;
+static _Atomic int after_discard;
+static weft_pool *pool;
+static weft_ctx *sub_ctx;
+
+static int stress_job(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  size_t id = (size_t)(uintptr_t)arg;
+  if (atomic_load(&jobs[id].discarded)) atomic_fetch_add(&after_discard, 1);
+  atomic_fetch_add(&jobs[id].ran, 1);
+  return (id * 2654435761u) % 7 == 0 ? -100 : 0; /* about one in seven fails */
+}
+
+static void stress_discard(void *arg, void *darg) {
+  (void)darg;
+  size_t id = (size_t)(uintptr_t)arg;
+  atomic_fetch_add(&jobs[id].discarded, 1);
+}
+
+typedef struct sub {
+  size_t first, n;
+  unsigned seed;
+  pthread_t th;
+} sub;
+
+static void *submitter(void *a) {
+  sub *s = a;
+  for (size_t i = 0; i < s->n; i++) {
+    size_t id = s->first + i;
+    int kind = (int)(rand_r(&s->seed) % 8), rc;
+    void *arg = (void *)(uintptr_t)id;
+    if (kind == 0) {
+      rc = weft_pool_try_submit(pool, stress_job, arg);
+      if (rc == WEFT_EFULL) continue;
+    } else if (kind == 1) {
+      weft_future *f;
+      weft_job_opts o = WEFT_JOB_OPTS_INIT;
+      o.ctx = sub_ctx;
+      o.timeout = WEFT_SEC(60);
+      rc = weft_pool_submit_ex(pool, stress_job, arg, &o, &f);
+      if (rc == 0) weft_future_release(f);
+    } else {
+      rc = weft_pool_submit(pool, NULL, stress_job, arg);
+    }
+    if (rc == WEFT_ESTOPPED) break;
+    cr_assert_eq(rc, 0, "submit: %s", weft_err_name(rc));
+    atomic_store(&jobs[id].accepted, 1);
+  }
+  return NULL;
+}
+
+static void stress_round(unsigned seed, weft_pool_mode mode) {
+  size_t T = (size_t)weft_test_env("WEFT_STRESS_THREADS", 4);
+  size_t N = (size_t)weft_test_env("WEFT_STRESS_ITERS", 40000 / WEFT_TEST_SCALE);
+  jobs = calloc(T * N, sizeof *jobs);
+  cr_assert_not_null(jobs);
+  atomic_store(&after_discard, 0);
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &sub_ctx), 0);
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 3;
+  o.queue_cap = 64;
+  o.discard = stress_discard;
+  cr_assert_eq(weft_pool_create(&o, &pool), 0);
+  sub *subs = calloc(T, sizeof *subs);
+  for (size_t t = 0; t < T; t++) {
+    subs[t] = (sub){t * N, N, seed + (unsigned)t, 0};
+    pthread_create(&subs[t].th, NULL, submitter, &subs[t]);
+  }
+  usleep((useconds_t)(rand_r(&seed) % 60000)); /* shut down at a random moment */
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(pool, mode, WEFT_FOREVER, &rep), 0);
+  for (size_t t = 0; t < T; t++) pthread_join(subs[t].th, NULL);
+  cr_assert_eq(rep.completed + rep.failed + rep.canceled_before_start + rep.canceled_while_running +
+                   rep.still_running,
+               rep.submitted);
+  weft_pool_report fin;
+  weft_pool_destroy(pool, &fin);
+  uint64_t accepted = 0, ran = 0, disc = 0;
+  for (size_t id = 0; id < T * N; id++) {
+    int a = atomic_load(&jobs[id].accepted), r = atomic_load(&jobs[id].ran), d = atomic_load(&jobs[id].discarded);
+    accepted += (uint64_t)a;
+    ran += (uint64_t)r;
+    disc += (uint64_t)d;
+    if (a)
+      cr_assert_eq(r + d, 1, "job %zu: ran %d, discarded %d", id, r, d);
+    else
+      cr_assert_eq(r + d, 0, "job %zu was refused but ran %d / discarded %d", id, r, d);
+  }
+  cr_assert_eq(atomic_load(&after_discard), 0, "a job ran after its discard");
+  cr_assert_eq(fin.submitted, accepted);
+  cr_assert_eq(rep.submitted, accepted);
+  cr_assert_eq(fin.still_running, 0);
+  cr_assert_eq(fin.completed + fin.failed + fin.canceled_while_running, ran);
+  cr_assert_eq(fin.canceled_before_start, disc);
+  if (mode == WEFT_POOL_DRAIN) cr_assert_eq(disc, 0, "drain without a grace deadline discards nothing");
+  free(subs);
+  free(jobs);
+  weft_ctx_end(sub_ctx);
+}
+
+WEFT_TEST(pool_stress, accounting_with_random_cancel) {
+  unsigned seed = (unsigned)weft_now();
+  long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 6);
+  for (long r = 0; r < rounds; r++) stress_round(seed + (unsigned)r * 977u, WEFT_POOL_CANCEL);
+}
+
+WEFT_TEST(pool_stress, accounting_with_random_drain) {
+  unsigned seed = (unsigned)weft_now() ^ 0x5bd1e995u;
+  long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 6);
+  for (long r = 0; r < rounds; r++) stress_round(seed + (unsigned)r * 131u, WEFT_POOL_DRAIN);
+}
+
+/* Many short-lived pools with more workers than cores: creation, parking, wake-ups and teardown races. */
+static _Atomic int many_n;
+static int many_job(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  (void)arg;
+  atomic_fetch_add(&many_n, 1);
+  return 0;
+}
+
+WEFT_TEST(pool_stress, create_submit_destroy_many) {
+  long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 6) * 10;
+  for (long r = 0; r < rounds; r++) {
+    weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+    o.workers = 6;
+    o.queue_cap = 8;
+    weft_pool *p;
+    cr_assert_eq(weft_pool_create(&o, &p), 0);
+    atomic_store(&many_n, 0);
+    for (int i = 0; i < 100; i++) cr_assert_eq(weft_pool_submit(p, NULL, many_job, NULL), 0);
+    if (r % 2) usleep(2000); /* let the workers park, so the next submits must wake them */
+    for (int i = 0; i < 100; i++) cr_assert_eq(weft_pool_submit(p, NULL, many_job, NULL), 0);
+    weft_pool_report rep;
+    cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), 0);
+    cr_assert_eq(atomic_load(&many_n), 200);
+    cr_assert_eq(rep.completed, 200);
+    weft_pool_destroy(p, NULL);
+  }
+}
