@@ -192,6 +192,15 @@ settled:
   return winner;
 }
 
+/* A timer channel keeps a context of weft's own, which weft's callback thread releases just after the timer
+ * fires or is stopped; right after weft_chan_destroy() the live count may still include it for a moment.
+ * So wait for the count to settle (a real leak still shows: it never does) before checking it. */
+static size_t live_contexts_settled(void) {
+  int64_t give_up = weft_now() + WEFT_SEC(5);
+  while (weft_ctx_live_count() != 0 && weft_now() < give_up) weft_ctx_sleep(weft_background(), WEFT_MS(1));
+  return weft_ctx_live_count();
+}
+
 int main(int argc, char **argv) {
   const char *env = getenv("WEFT_EXAMPLE_FAST");
   if ((argc > 1 && strcmp(argv[1], "--fast") == 0) || (env && *env && strcmp(env, "0") != 0)) scale = 4;
@@ -228,8 +237,9 @@ int main(int argc, char **argv) {
     ok = 0, printf("UNEXPECTED round 4\n");
 
   weft_ctx_end(request);
-  printf("live contexts at the end: %zu\n", weft_ctx_live_count());
-  if (weft_ctx_live_count() != 0) ok = 0;
+  size_t live = live_contexts_settled();
+  printf("live contexts at the end: %zu\n", live);
+  if (live != 0) ok = 0;
   printf("%s\n", ok ? "OK: first success won and cancelled the others; hedges only when needed" : "FAILED");
   return ok ? 0 : 1;
 }

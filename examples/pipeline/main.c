@@ -501,7 +501,7 @@ static bool wait_until(bool (*full)(void *), void *arg) {
   int64_t give_up = weft_now() + WEFT_SEC(10);
   while (!full(arg)) {
     if (weft_now() > give_up) return false;
-    weft_ctx_sleep(NULL, WEFT_MS(1));
+    weft_ctx_sleep(weft_background(), WEFT_MS(1));
   }
   return true;
 }
