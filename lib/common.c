@@ -1,4 +1,6 @@
 /* lib/common.c: error table, version, time, futex wrappers, panic. */
+#include <signal.h>
+
 #include "internal.h"
 
 const char *weft_strerror(int err) {
@@ -65,6 +67,15 @@ int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline, uin
 
 void weft__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset) {
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_BITSET | FUTEX_PRIVATE_FLAG, n, NULL, NULL, bitset);
+}
+
+int weft__runtime_thread(pthread_t *th, void *(*fn)(void *), void *arg) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(th, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc == 0 ? 0 : WEFT_ESYS;
 }
 
 void weft__panic(const char *file, int line, const char *what) {

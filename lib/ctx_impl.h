@@ -112,7 +112,6 @@ size_t weft__timer_armed(void);      /* how many deadlines are armed now */
 /* ctx_wait.c */
 void weft__after_fire(weft__cbnode *list); /* hand collected after-func nodes to the callback thread */
 void weft__ext_free(weft__ext *e);
-int weft__runtime_thread(pthread_t *th, void *(*fn)(void *), void *arg); /* signals blocked */
 
 /* ctx_debug.c */
 extern bool weft__leaks_on;

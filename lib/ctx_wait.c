@@ -115,15 +115,6 @@ static void *callback_main(void *arg) {
   return NULL;
 }
 
-int weft__runtime_thread(pthread_t *th, void *(*fn)(void *), void *arg) {
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* weft's threads never take the process's signals */
-  int rc = pthread_create(th, NULL, fn, arg);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return rc == 0 ? 0 : WEFT_ESYS;
-}
-
 static int callbacks_start(void) {
   pthread_mutex_lock(&Q.mu);
   if (Q.started == 0) {

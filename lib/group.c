@@ -90,7 +90,7 @@ static int go(weft_group *g, weft_job_fn fn, void *arg, bool nowait) {
     g->cap = nc;
   }
   *ga = (go_arg){g, fn, arg};
-  if (pthread_create(&g->threads[g->nthreads], NULL, go_main, ga) != 0) goto fail;
+  if (weft__runtime_thread(&g->threads[g->nthreads], go_main, ga) != 0) goto fail;
   g->nthreads++;
   pthread_mutex_unlock(&g->mu);
   return 0;

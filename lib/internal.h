@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
@@ -62,6 +63,11 @@ static inline void weft__spin_unlock(weft__spin *l) { atomic_store_explicit(&l->
  * word no longer held `val`, ETIMEDOUT, EINTR). `deadline` is absolute CLOCK_MONOTONIC ns or WEFT_FOREVER. */
 int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline, uint32_t bitset);
 void weft__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset);
+
+/* Starts a thread of weft's own (timer, callbacks, signals, pool workers, group functions, pipeline
+ * stages, pumps) with every signal blocked, so the process's signals go to the application's threads.
+ * Returns 0 or WEFT_ESYS. */
+int weft__runtime_thread(pthread_t *th, void *(*fn)(void *), void *arg);
 
 /* The time a brief spin is allowed before a thread parks; NOTES.md: a parked hand-off costs ~14 us here
  * against ~0.3 us spinning. Counted in pause iterations. */

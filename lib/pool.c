@@ -321,7 +321,7 @@ int weft_pool_create(const weft_pool_opts *opts, weft_pool **out) {
     worker *wk = &p->workers[started];
     wk->pool = p;
     wk->index = started;
-    if (pthread_create(&wk->thread, NULL, worker_main, wk) != 0) {
+    if (weft__runtime_thread(&wk->thread, worker_main, wk) != 0) {
       rc = WEFT_ESYS;
       goto fail4;
     }

@@ -109,12 +109,7 @@ int weft_chan_pump_start(int kind, weft_ctx *ctx, weft_chan *a, weft_chan *const
   memcpy(pu->bs, bs, n * sizeof *bs);
   pu->n = n;
   pu->opts = opts ? *opts : pump_dflt;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int prc = pthread_create(&pu->th, NULL, pump_main, pu);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (prc != 0) {
+  if (weft__runtime_thread(&pu->th, pump_main, pu) != 0) {
     weft_ctx_release(pu->ctx);
     free(pu);
     return WEFT_ESYS;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h" /* weft__runtime_thread */
 #include "weft/pipeline.h"
 
 #define PL_CACHELINE 64

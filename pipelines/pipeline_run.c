@@ -114,15 +114,6 @@ static void waker(void *arg) {
   atomic_store_explicit(&run->waker_done, 1, memory_order_release);
 }
 
-static int start_thread(pthread_t *th, void *(*fn)(void *), void *arg) {
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* weft's threads never take the process's signals */
-  int rc = pthread_create(th, NULL, fn, arg);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return rc == 0 ? 0 : WEFT_ESYS;
-}
-
 static void *zalloc_aligned(size_t n) {
   n = (n + PL_CACHELINE - 1) / PL_CACHELINE * PL_CACHELINE;
   void *q = aligned_alloc(PL_CACHELINE, n ? n : PL_CACHELINE);
@@ -264,7 +255,7 @@ int weft_pipeline_run(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *rep
   for (size_t i = 0; i < run->nworkers; i++) {
     pl_worker *w = &run->workers[i];
     if (w == mine) continue;
-    if (start_thread(&w->th, weft__pl_worker_main, w) == 0) {
+    if (weft__runtime_thread(&w->th, weft__pl_worker_main, w) == 0) {
       w->started = true;
     } else {
       weft__pl_fail(run, NULL, WEFT_ESYS);

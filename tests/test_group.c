@@ -8,8 +8,7 @@
 
 static _Atomic int sibling_errs[8];
 
-/* Blocks until the group's context is cancelled. (Channels are not in the library yet: once they land, a
- * variant blocked in a context-aware channel receive belongs here too.) */
+/* Blocks until the group's context is cancelled. */
 static int blocked_sibling(weft_ctx *ctx, void *arg) {
   int rc = weft_ctx_wait(ctx, WEFT_FOREVER);
   atomic_store(&sibling_errs[(intptr_t)arg], rc);
@@ -32,6 +31,49 @@ WEFT_TEST(group, first_error_cancels_blocked_siblings) {
   cr_assert_eq(weft_group_wait(g), -1234); /* again: same result at once */
   cr_assert_eq(weft_group_go(g, failing, NULL), WEFT_ESTATE);
   weft_group_destroy(g);
+}
+
+/* Siblings blocked receiving from a channel nobody writes to, and one blocked sending to a full one. */
+static weft_chan *empty_ch, *full_ch;
+static _Atomic int recv_errs[4], started;
+static int blocked_in_recv(weft_ctx *ctx, void *arg) {
+  int v;
+  atomic_fetch_add(&started, 1);
+  int rc = weft_chan_recv(ctx, empty_ch, &v);
+  atomic_store(&recv_errs[(intptr_t)arg], rc);
+  return rc;
+}
+static int blocked_in_send(weft_ctx *ctx, void *arg) {
+  int v = 7;
+  atomic_fetch_add(&started, 1);
+  int rc = weft_chan_send(ctx, full_ch, &v);
+  atomic_store(&recv_errs[(intptr_t)arg], rc);
+  return rc;
+}
+static int fail_after_siblings_block(weft_ctx *ctx, void *arg) {
+  while (atomic_load(&started) < 4) weft_ctx_sleep(ctx, WEFT_MS(1));
+  weft_ctx_sleep(ctx, WEFT_MS(20)); /* let them park: the cancel must reach parked threads */
+  return (int)(intptr_t)arg;
+}
+
+WEFT_TEST(group, first_error_cancels_siblings_blocked_in_channels) {
+  cr_assert_eq(weft_chan_create(sizeof(int), 4, &empty_ch), 0);
+  cr_assert_eq(weft_chan_create(sizeof(int), 1, &full_ch), 0);
+  int one = 1;
+  cr_assert_eq(weft_chan_try_send(full_ch, &one), 0);
+  atomic_store(&started, 0);
+  weft_group *g;
+  cr_assert_eq(weft_group_create(NULL, 0, &g), 0);
+  for (intptr_t i = 0; i < 3; i++) cr_assert_eq(weft_group_go(g, blocked_in_recv, (void *)i), 0);
+  cr_assert_eq(weft_group_go(g, blocked_in_send, (void *)(intptr_t)3), 0);
+  cr_assert_eq(weft_group_go(g, fail_after_siblings_block, (void *)(intptr_t)-77), 0);
+  cr_assert_eq(weft_group_wait(g), -77, "wait returns the first error");
+  for (int i = 0; i < 4; i++) cr_assert_eq(atomic_load(&recv_errs[i]), WEFT_ECANCELED);
+  cr_assert_eq(weft_chan_len(full_ch), 1, "the cancelled send did not deliver");
+  cr_assert_eq(weft_chan_len(empty_ch), 0);
+  weft_group_destroy(g);
+  weft_chan_destroy(empty_ch);
+  weft_chan_destroy(full_ch);
 }
 
 WEFT_TEST(group, all_succeed_and_parent_cancel_reaches_functions) {

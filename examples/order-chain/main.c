@@ -107,9 +107,13 @@ typedef struct hang_up {
   int64_t after;
 } hang_up;
 
+/* The client's side runs on its own thread and holds its own reference to the request's context: the
+ * handler may end the context while this thread is still using it (in C, unlike Go, every thread that
+ * touches a context must hold a reference for as long as it does). */
 static void *client_hangs_up(void *arg) {
   hang_up *h = arg;
   if (weft_ctx_sleep(h->req, h->after) == 0) weft_ctx_cancel_cause(h->req, CAUSE_CLIENT_GONE);
+  weft_ctx_release(h->req);
   return NULL;
 }
 
@@ -124,9 +128,10 @@ static int handle(request *r) {
     weft_ctx_end(deadline_ctx);
     return rc;
   }
-  hang_up h = {deadline_ctx, ms(r->hang_up_after_ms)};
+  hang_up h = {weft_ctx_retain(deadline_ctx), ms(r->hang_up_after_ms)};
   pthread_t client;
   bool client_started = r->hang_up_after_ms > 0 && pthread_create(&client, NULL, client_hangs_up, &h) == 0;
+  if (!client_started) weft_ctx_release(h.req);
 
   r->failed_step = -1;
   r->result = 0;

@@ -19,7 +19,11 @@
  *     weft_ctx_end(ctx);          // cancel + release: one call at the end
  *
  * Thread safety: every function here may be called from any thread, concurrently, on the same context,
- * provided the caller holds a reference for the duration of the call.
+ * provided the caller holds a reference for the duration of the call. This is the one rule C adds to Go's
+ * model: a thread that uses a context (waits on it, cancels it, derives from it) must own a reference for
+ * as long as it does — retain before handing the context to another thread and let that thread release
+ * it — or be joined before the owner's last release. Cancelling from a watcher thread while the owner
+ * ends the same context is fine when the watcher holds its own reference.
  *
  * Errors: derivations return WEFT_EINVAL for a NULL parent or out pointer (and *out is set to NULL),
  * WEFT_ENOMEM when memory runs out. A derivation from an already-done parent succeeds and returns a child
