@@ -4,8 +4,9 @@
  * - No thread per timer and no second timer mechanism: each armed timer is a deadline context derived
  *   from the background root, with an after-func. The context layer already runs one timer thread for
  *   every deadline of the process and one callback thread for after-funcs (DESIGN.md), so a timer costs a
- *   context and a heap entry, and stopping it is a cancel (which runs the after-func, which then sees
- *   `stopped` and does nothing). A ticker re-arms a fresh deadline context from its callback.
+ *   context and a heap entry. Stopping it stops the after-func and ends the context on the spot (or, when
+ *   the callback is already running, lets it see `stopped` and clean up). A ticker re-arms a fresh
+ *   deadline context from its callback.
  * - The callback sends with the ring's non-blocking send: a value is dropped when the previous one is
  *   still unread (capacity 1), as Go drops ticks; it never blocks the shared callback thread.
  * - Lifetime: while a callback is armed it holds a reference to the channel, so weft_chan_destroy() can
@@ -21,6 +22,7 @@ struct chan_timer {
   pthread_mutex_t mu;
   weft_chan *ch;
   weft_ctx *armed; /* the deadline context whose after-func is pending; NULL when none */
+  weft_after *handle; /* its after-func; whoever takes it (under mu) calls weft_after_stop on it once */
   int64_t next;    /* the deadline armed */
   int64_t period;  /* 0 for a one-shot timer */
   bool stopped;
@@ -33,7 +35,7 @@ static int timer_arm(struct chan_timer *t) {
   weft_ctx *c;
   int r = weft_ctx_with_deadline(weft_background(), t->next, &c);
   if (r != 0) return r;
-  r = weft_ctx_after_func(c, timer_fire, t, NULL);
+  r = weft_ctx_after_func(c, timer_fire, t, &t->handle);
   if (r != 0) {
     weft_ctx_end(c);
     return r;
@@ -48,7 +50,10 @@ static void timer_fire(void *arg) {
   bool rearmed = false;
   pthread_mutex_lock(&t->mu);
   weft_ctx *c = t->armed;
+  weft_after *h = t->handle;
   t->armed = NULL;
+  t->handle = NULL;
+  if (h != NULL) (void)weft_after_stop(h); /* too late to stop (we are running): frees the handle */
   if (!t->stopped && weft_ctx_err(c) == WEFT_EDEADLINE) {
     int64_t now = weft_now();
     (void)weft_chan_try_send(ch, &now); /* WEFT_EFULL: the last value is unread; drop this one */
@@ -110,11 +115,22 @@ int weft_chan_tick(int64_t period, weft_chan **out) {
   return timer_chan(period, period, out);
 }
 
+/* Stops the timer. When its callback has not started, the timer's context is ended here, synchronously
+ * (so it leaves weft_ctx_live_count() at once), and the channel reference the callback held is dropped;
+ * otherwise the running callback sees `stopped` and does both. */
 void weft__chan_timer_stop(struct chan_timer *t) {
+  weft_chan *drop = NULL;
   pthread_mutex_lock(&t->mu);
   t->stopped = true;
-  if (t->armed) (void)weft_ctx_cancel(t->armed);
+  weft_after *h = t->handle;
+  t->handle = NULL;
+  if (h != NULL && weft_after_stop(h)) {
+    weft_ctx_end(t->armed);
+    t->armed = NULL;
+    drop = t->ch;
+  }
   pthread_mutex_unlock(&t->mu);
+  if (drop) weft__chan_unref(drop); /* may free the channel and t: after unlocking */
 }
 
 void weft__chan_timer_free(struct chan_timer *t) {

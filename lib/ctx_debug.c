@@ -34,8 +34,12 @@ void weft__leak_track(weft_ctx *c, void *creator) {
 
 void weft__leak_untrack(weft_ctx *c) {
   weft__ext *e = c->ext;
-  if (e == NULL || e->leak_pprev == NULL) return;
-  pthread_mutex_lock(&leak_mu);
+  if (e == NULL) return;
+  pthread_mutex_lock(&leak_mu); /* leak_pprev is written by track() under leak_mu: read it under it */
+  if (e->leak_pprev == NULL) {
+    pthread_mutex_unlock(&leak_mu);
+    return;
+  }
   *e->leak_pprev = e->leak_next;
   if (e->leak_next) e->leak_next->ext->leak_pprev = e->leak_pprev;
   e->leak_pprev = NULL;

@@ -341,3 +341,47 @@ WEFT_TEST(timer, einval) {
   cr_assert_eq(weft_chan_tick(WEFT_FOREVER, &t), WEFT_EINVAL);
   cr_assert_eq(weft_chan_tick(5, NULL), WEFT_EINVAL);
 }
+
+void weft__leaks_enable(bool on);
+
+WEFT_TEST(timer, stop_ends_its_context_at_once) {
+  size_t before = weft_ctx_live_count();
+  for (int i = 0; i < 200; i++) {
+    weft_chan *t;
+    cr_assert_eq(weft_chan_after(WEFT_SEC(60), &t), 0);
+    cr_assert_eq(weft_ctx_live_count(), before + 1, "an armed timer is one context");
+    cr_assert_eq(weft_chan_timer_stop(t), 0);
+    cr_assert_eq(weft_ctx_live_count(), before, "stopped before firing: its context ended synchronously");
+    cr_assert_eq(weft_chan_destroy(t), 0);
+  }
+}
+
+static void *timer_churn(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 300; i++) {
+    weft_chan *t;
+    weft_ctx *c;
+    if (weft_chan_after(i % 3 == 0 ? 0 : WEFT_US(50), &t) != 0) return (void *)1;
+    if (weft_ctx_with_cancel(weft_background(), &c) != 0) return (void *)1;
+    weft_ctx_end(c);
+    if (weft_chan_destroy(t) != 0) return (void *)1;
+  }
+  return NULL;
+}
+
+WEFT_TEST(timer, churn_with_leak_tracking) {
+  /* Timers fire and stop on weft's callback thread while other threads create and end contexts, with
+   * leak tracking on (it keeps a process-wide list): no race, and nothing left at the end. */
+  weft__leaks_enable(true);
+  pthread_t th[3];
+  for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, timer_churn, NULL);
+  for (int i = 0; i < 3; i++) {
+    void *r;
+    pthread_join(th[i], &r);
+    cr_assert_null(r);
+  }
+  for (int i = 0; i < 5000 && weft_ctx_live_count() != 0; i++) weft_ctx_sleep(weft_background(), WEFT_MS(1));
+  cr_assert_eq(weft_ctx_live_count(), 0, "fired timers release their contexts once the callback ran");
+  cr_assert_eq(weft_ctx_leak_report(stderr), 0);
+  weft__leaks_enable(false);
+}
