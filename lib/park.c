@@ -23,6 +23,14 @@ static pthread_key_t self_key;
 static pthread_once_t self_once = PTHREAD_ONCE_INIT;
 static _Thread_local weft__waiter *self;
 
+/* Records for threads whose first blocking call meets an allocation failure: blocking must not fail for
+ * want of a few dozen bytes. Static, so type-stable like the others; recycled through free_list too. */
+#define RESERVE 256
+static struct {
+  _Alignas(WEFT__CACHELINE) weft__waiter w;
+} reserve[RESERVE];
+static unsigned reserve_used; /* under free_mu */
+
 static void waiter_recycle(void *p) {
   weft__waiter *w = p;
   pthread_mutex_lock(&free_mu);
@@ -42,6 +50,9 @@ weft__waiter *weft__waiter_self(void) {
     free_list = w->next_free;
   } else {
     w = aligned_alloc(WEFT__CACHELINE, WEFT__CACHELINE * ((sizeof *w + WEFT__CACHELINE - 1) / WEFT__CACHELINE));
+    if (w == NULL && reserve_used < RESERVE) w = &reserve[reserve_used++].w; /* out of memory */
+    /* Past the reserve, a thread's first blocking call cannot proceed: that many threads each met an
+     * allocation failure on their first block, with none of their records recycled yet. */
     WEFT__ASSERT(w != NULL);
     memset(w, 0, sizeof *w);
     w->bit = 1u << (next_bit++ & 31u);

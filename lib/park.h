@@ -42,8 +42,8 @@ typedef struct weft__waiter {
   struct weft__waiter *next_free;
 } weft__waiter;
 
-/* The calling thread's waiter record (allocated on first use, recycled at thread exit). Never NULL:
- * allocation failure of this tiny record aborts, as it happens once per thread. */
+/* The calling thread's waiter record (allocated on first use, recycled at thread exit). Never NULL: when
+ * the allocation fails, a record comes from a static reserve of 256. */
 weft__waiter *weft__waiter_self(void);
 
 /* Prepares w for one blocking operation under ctx (NULL or a root means: cannot be cancelled). */

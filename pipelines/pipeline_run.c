@@ -173,10 +173,11 @@ static int run_setup(pl_run *run) {
     else
       up->out = e;
   }
-  run->nworkers = 0;
-  for (size_t i = 0; i < p->nstages; i++) run->nworkers += p->stages[i]->o.workers;
-  run->workers = calloc(run->nworkers, sizeof *run->workers);
+  size_t nworkers = 0;
+  for (size_t i = 0; i < p->nstages; i++) nworkers += p->stages[i]->o.workers;
+  run->workers = calloc(nworkers, sizeof *run->workers);
   if (run->workers == NULL) return WEFT_ENOMEM;
+  run->nworkers = nworkers; /* only now: run_free() walks workers[0..nworkers) */
   size_t k = 0;
   for (size_t i = 0; i < p->nstages; i++) {
     pl_stage *st = p->stages[i];

@@ -1,0 +1,210 @@
+/* Allocation failure: every allocation weft makes can fail, and every call must then return WEFT_ENOMEM
+ * (or succeed) with nothing leaked, never crash. This binary is linked with --wrap for malloc, calloc,
+ * realloc and aligned_alloc (tests/CMakeLists.txt), so the allocations of the library's objects go through
+ * the wrappers below, which fail every allocation from the k-th on while armed. Each test sweeps k from 0
+ * until the operation succeeds, so each allocation site fails once. */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "weft_test.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+void *__real_aligned_alloc(size_t a, size_t n);
+
+static _Atomic long budget = -1; /* < 0: unlimited; otherwise allocations left before they fail */
+static _Atomic long failures;
+
+static bool allow(void) {
+  long b = atomic_load(&budget);
+  while (b >= 0) {
+    if (b == 0) {
+      atomic_fetch_add(&failures, 1);
+      return false;
+    }
+    if (atomic_compare_exchange_weak(&budget, &b, b - 1)) return true;
+  }
+  return true;
+}
+void *__wrap_malloc(size_t n) { return allow() ? __real_malloc(n) : NULL; }
+void *__wrap_calloc(size_t n, size_t m) { return allow() ? __real_calloc(n, m) : NULL; }
+void *__wrap_realloc(void *p, size_t n) { return allow() ? __real_realloc(p, n) : NULL; }
+void *__wrap_aligned_alloc(size_t a, size_t n) { return allow() ? __real_aligned_alloc(a, n) : NULL; }
+
+static void arm(long k) {
+  atomic_store(&failures, 0);
+  atomic_store(&budget, k);
+}
+static void disarm(void) { atomic_store(&budget, -1); }
+
+#define SWEEP_MAX 400
+
+static int dtor_calls;
+static void count_dtor(void *p) {
+  (void)p;
+  dtor_calls++;
+}
+static const char key;
+
+WEFT_TEST(nomem, contexts) {
+  weft_ctx *a, *b;
+  /* the parents are made first, unarmed */
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &a), 0);
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(60), &b), 0);
+  size_t live = weft_ctx_live_count();
+  long k;
+  for (k = 0; k < SWEEP_MAX; k++) {
+    weft_ctx *v = NULL, *m = NULL, *t = NULL;
+    dtor_calls = 0;
+    arm(k);
+    int r1 = weft_ctx_with_value(a, &key, "v", count_dtor, &v);
+    weft_ctx *ps[] = {a, b, v ? v : a};
+    int r2 = weft_ctx_with_parents(ps, 3, &m);
+    int r3 = weft_ctx_with_timeout(m ? m : a, WEFT_SEC(30), &t);
+    int r4 = t ? weft_ctx_after_func(t, count_dtor, NULL, NULL) : WEFT_ENOMEM;
+    int r5 = t ? weft_ctx_fd(t) : WEFT_ENOMEM;
+    disarm();
+    int rs[] = {r1, r2, r3, r4};
+    for (int i = 0; i < 4; i++) cr_assert(rs[i] == 0 || rs[i] == WEFT_ENOMEM, "k=%ld call %d: %d", k, i, rs[i]);
+    cr_assert(r5 >= 0 || r5 == WEFT_ENOMEM);
+    if (r1 != 0) cr_assert_eq(dtor_calls, 1, "a failed with_value still frees its value");
+    if (r1 != 0) cr_assert_null(v);
+    if (r2 != 0) cr_assert_null(m);
+    weft_ctx_end(t);
+    weft_ctx_end(m);
+    weft_ctx_release(v);
+    for (int i = 0; i < 5000 && weft_ctx_live_count() != live; i++) weft_ctx_sleep(weft_background(), WEFT_MS(1));
+    cr_assert_eq(weft_ctx_live_count(), live, "k=%ld: nothing left behind", k);
+    if (r1 == 0 && r2 == 0 && r3 == 0 && r4 == 0 && r5 >= 0) break;
+  }
+  cr_assert_lt(k, SWEEP_MAX, "the sweep reached success");
+  cr_log_info("contexts: %ld allocation sites failed on the way", k);
+  cr_assert_gt(k, 0, "some allocation failed on the way");
+  weft_ctx_end(a);
+  weft_ctx_end(b);
+}
+
+WEFT_TEST(nomem, channels) {
+  long k;
+  for (k = 0; k < SWEEP_MAX; k++) {
+    weft_chan *ch = NULL, *t = NULL;
+    arm(k);
+    int r1 = weft_chan_create(sizeof(int), 16, &ch);
+    int r2 = weft_chan_after(WEFT_SEC(60), &t);
+    disarm();
+    cr_assert(r1 == 0 || r1 == WEFT_ENOMEM, "k=%ld: %d", k, r1);
+    cr_assert(r2 == 0 || r2 == WEFT_ENOMEM, "k=%ld: %d", k, r2);
+    if (r1 == 0) {
+      int v = 5, w = 0;
+      cr_assert_eq(weft_chan_try_send(ch, &v), 0);
+      cr_assert_eq(weft_chan_try_recv(ch, &w), 0);
+      cr_assert_eq(w, 5);
+      cr_assert_eq(weft_chan_destroy(ch), 0);
+    } else {
+      cr_assert_null(ch);
+    }
+    if (r2 == 0) cr_assert_eq(weft_chan_destroy(t), 0);
+    if (r1 == 0 && r2 == 0) break;
+  }
+  cr_assert_lt(k, SWEEP_MAX);
+}
+
+static _Atomic int ran;
+static int job(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  (void)arg;
+  atomic_fetch_add(&ran, 1);
+  return 0;
+}
+
+WEFT_TEST(nomem, pool_group_sem) {
+  long k;
+  for (k = 0; k < SWEEP_MAX; k++) {
+    weft_pool *p = NULL;
+    weft_group *g = NULL;
+    weft_sem *s = NULL;
+    weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+    o.workers = 2;
+    o.queue_cap = 8;
+    atomic_store(&ran, 0);
+    arm(k);
+    int r1 = weft_pool_create(&o, &p);
+    int r2 = weft_group_create(NULL, 2, &g);
+    int r3 = weft_sem_create(3, &s);
+    weft_future *f = NULL;
+    weft_job_opts jo = WEFT_JOB_OPTS_INIT;
+    jo.timeout = WEFT_SEC(10); /* a job record and a derived context: more allocation sites */
+    int r4 = p ? weft_pool_submit_ex(p, job, NULL, &jo, &f) : WEFT_ENOMEM;
+    disarm();
+    int rs[] = {r1, r2, r3, r4};
+    for (int i = 0; i < 4; i++) cr_assert(rs[i] == 0 || rs[i] == WEFT_ENOMEM, "k=%ld call %d: %d", k, i, rs[i]);
+    if (r4 == 0) {
+      int jrc = -1;
+      cr_assert_eq(weft_future_wait(f, NULL, &jrc), 0);
+      cr_assert_eq(jrc, 0);
+      weft_future_release(f);
+      cr_assert_eq(atomic_load(&ran), 1, "a submitted job runs exactly once");
+    } else {
+      cr_assert_eq(atomic_load(&ran), 0, "a failed submit never runs the job");
+    }
+    weft_pool_report rep;
+    if (p) {
+      weft_pool_destroy(p, &rep);
+      cr_assert_eq(rep.submitted, r4 == 0 ? 1u : 0u);
+    }
+    weft_group_destroy(g);
+    weft_sem_destroy(s);
+    if (r1 == 0 && r2 == 0 && r3 == 0 && r4 == 0) break;
+  }
+  cr_assert_lt(k, SWEEP_MAX);
+  cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
+static int src(weft_ctx *ctx, weft_emitter *em, void *arg) {
+  (void)ctx;
+  (void)arg;
+  for (int64_t i = 1; i <= 100; i++) {
+    int rc = weft_pipeline_emit(em, &i);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+static int sq(weft_ctx *ctx, const void *in, void *out, void *arg) {
+  (void)ctx;
+  (void)arg;
+  *(int64_t *)out = *(const int64_t *)in * *(const int64_t *)in;
+  return 0;
+}
+static int sum(weft_ctx *ctx, const void *item, void *arg) {
+  (void)ctx;
+  *(int64_t *)arg += *(const int64_t *)item;
+  return 0;
+}
+
+WEFT_TEST(nomem, pipelines) {
+  long k;
+  for (k = 0; k < SWEEP_MAX; k++) {
+    weft_pipeline *p = NULL;
+    int64_t total = 0;
+    arm(k);
+    int rc = weft_pipeline_create(&p, NULL);
+    weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+    o.item_size = sizeof(int64_t);
+    if (rc == 0) rc = weft_pipeline_source(p, &o, src, NULL);
+    weft_stage_opts m = WEFT_STAGE_OPTS_INIT;
+    m.workers = 2;
+    if (rc == 0) rc = weft_pipeline_map(p, &m, sq, NULL);
+    if (rc == 0) rc = weft_pipeline_sink(p, NULL, sum, &total);
+    weft_pipeline_report rep;
+    if (rc == 0) rc = weft_pipeline_run(p, NULL, &rep);
+    disarm();
+    cr_assert(rc == 0 || rc == WEFT_ENOMEM, "k=%ld: %d (%s)", k, rc, weft_strerror(rc));
+    if (rc == 0) cr_assert_eq(total, 338350, "the right sum once it runs");
+    if (p) cr_assert_eq(weft_pipeline_destroy(p), 0);
+    if (rc == 0) break;
+  }
+  cr_assert_lt(k, SWEEP_MAX);
+  cr_assert_eq(weft_ctx_live_count(), 0);
+}
