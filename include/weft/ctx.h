@@ -46,7 +46,8 @@ typedef struct weft_ctx weft_ctx;
 
 /* Returns the background root: never cancelled, no deadline, no values. Static; never NULL. */
 WEFT_API weft_ctx *weft_background(void);
-/* Returns the TODO root: like background, for code that has not yet been given a context. */
+/* Returns the placeholder root (Go's to-do context): like background, for code that has not yet been
+ * given a context; a separate root so that such places can be found. */
 WEFT_API weft_ctx *weft_todo(void);
 
 /* ---- derivations (each returns 0 and stores a new context with one reference in *out) ----------- */
