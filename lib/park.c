@@ -79,6 +79,7 @@ int weft__waiter_wait(weft__waiter *w, const weft_ctx *ctx, int64_t deadline) {
   /* Spin briefly: a hand-off between running threads costs well under a microsecond, parking ~14 us. */
   for (int i = 0; i < WEFT__SPIN_ITERS; i++) {
     if ((tok = atomic_load_explicit(&w->token, memory_order_acquire)) != 0) return (int)tok;
+    if ((i & 127) == 127) sched_yield(); /* a runnable thread on this core may be the one we wait for */
     if ((i & 63) == 63) {
       if (ctx && (err = weft_ctx_err(ctx)) != 0) goto ctx_done;
       if (deadline != WEFT_FOREVER && weft_now() >= deadline) goto timed_out;
