@@ -88,20 +88,24 @@ enum { LANE_RUNNING = 0, LANE_SPINNING = 1, LANE_PARKED = 2 };
 #endif
 
 typedef struct lane {
-  /* consumers: CAS'd by the owner and by thieves */
+  /* consumers: head is CAS'd by the owner and by thieves; otail is the owner's cached tail; cbuf and
+   * cmask are the consumers' copy of the ring's shape (read-only) */
   uint64_t head __attribute__((aligned(CL)));
+  uint64_t otail;
+  weft__jslot *cbuf;
+  uint64_t cmask;
   /* published by the producer, read by consumers */
   uint64_t tail __attribute__((aligned(CL)));
-  /* producer-private (under plock) */
+  /* producer-private (under plock), with the producer's own copy of the ring's shape: a push reads no
+   * line a consumer writes unless the lane looks full (a shared copy next to otail cost a miss per push) */
   ck_spinlock_fas_t plock __attribute__((aligned(CL)));
   uint64_t ptail;  /* the producer's copy of tail */
   uint64_t chead;  /* the producer's cached head: re-read only when the lane looks full */
-  /* owner-private and read-mostly */
-  uint32_t state __attribute__((aligned(CL))); /* LANE_*: written by the owner, read by producers */
-  uint64_t otail;                               /* the owner's cached tail */
+  weft__jslot *pbuf;
+  uint64_t pmask, cap; /* cap: logical capacity (<= pmask + 1) */
+  /* the owner's idle state: written on idle transitions, read by producers only on the slow path */
+  uint32_t state __attribute__((aligned(CL))); /* LANE_* */
   weft__waiter *waiter;                         /* the owner's park record */
-  weft__jslot *buf;                             /* read-only after creation */
-  uint64_t mask, cap;                           /* cap: logical capacity (<= mask + 1) */
 } lane;
 
 struct weft__jobq {
@@ -148,15 +152,15 @@ int weft__jobq_create(weft__jobq **out, unsigned nlanes, size_t cap) {
     lane *l = &q->lanes[i];
     ck_spinlock_fas_init(&l->plock);
     l->cap = per;
-    l->mask = sz - 1;
+    l->pmask = l->cmask = sz - 1;
     l->state = LANE_SPINNING;
-    l->buf = calloc(sz, sizeof(weft__jslot));
-    if (l->buf == NULL) goto fail2;
+    l->pbuf = l->cbuf = calloc(sz, sizeof(weft__jslot));
+    if (l->pbuf == NULL) goto fail2;
   }
   *out = q;
   return 0;
 fail2:
-  for (unsigned i = 0; i < nlanes; i++) free(q->lanes[i].buf);
+  for (unsigned i = 0; i < nlanes; i++) free(q->lanes[i].pbuf);
   free(q->lanes);
 fail1:
   free(q);
@@ -166,7 +170,7 @@ fail0:
 
 void weft__jobq_destroy(weft__jobq *q) {
   if (q == NULL) return;
-  for (unsigned i = 0; i < q->nlanes; i++) free(q->lanes[i].buf);
+  for (unsigned i = 0; i < q->nlanes; i++) free(q->lanes[i].pbuf);
   free(q->lanes);
   free(q);
 }
@@ -195,7 +199,7 @@ WEFT__NO_TSAN static bool lane_put(lane *l, const weft__jslot *s) {
     l->chead = ck_pr_load_64(&l->head);
     if (t - l->chead >= l->cap) return false;
   }
-  l->buf[t & l->mask] = *s;
+  l->pbuf[t & l->pmask] = *s;
   TSAN_RELEASE(l);
   ck_pr_fence_store();
   ck_pr_store_64(&l->tail, t + 1);
@@ -272,7 +276,7 @@ WEFT__NO_TSAN static unsigned lane_claim(lane *l, weft__jslot *out, unsigned max
     ck_pr_fence_load();
     uint64_t avail = t - h, k = (avail + 1) / 2;
     if (k > max) k = max;
-    for (uint64_t i = 0; i < k; i++) out[i] = l->buf[(h + i) & l->mask];
+    for (uint64_t i = 0; i < k; i++) out[i] = l->cbuf[(h + i) & l->cmask];
     ck_pr_fence_store_atomic();
     if (ck_pr_cas_64(&l->head, h, h + k)) {
       TSAN_ACQUIRE(l);
