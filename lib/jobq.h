@@ -11,12 +11,12 @@
 
 typedef struct weft__job weft__job; /* a job record (pool.c): only jobs that need one have one */
 
-/* One queued job: what a ring slot holds. 32 bytes, copied in and out by value. */
+/* One queued job: what a ring slot holds. 16 bytes (four to a cache line), copied in and out by value. A
+ * job that needs more (a record: future, context, timeout, latency sample) is queued as {marker, record}:
+ * see pool.c. */
 typedef struct weft__jslot {
   weft_job_fn fn;
   void *arg;
-  weft__job *rec; /* NULL for a plain job: it runs under the worker's (pool's) context */
-  int64_t ts;     /* submit time for a sampled job (latency stats), 0 when not sampled */
 } weft__jslot;
 
 typedef struct weft__jobq weft__jobq;
