@@ -18,13 +18,19 @@
 #include "chan_impl.h"
 
 /* Pre-queue spin of a blocking send / recv: retries of the ring, at most CHAN_SPIN_BACKOFF pauses apart
- * (pause ~51 ns here), so about 50 us in all, a few times the price of one park + wake (NOTES.md).
+ * (a pause is 25-51 ns on the hosts seen), so 25-50 us in all, a few times the price of one park + wake (NOTES.md).
  * The backoff matters as much as the length: a consumer that re-polls an empty ring after every pause
  * trails one slot behind the producer and pulls each slot's line over per element (chan_spsc ~40-60 ns);
- * polling every ~200 ns lets the producer fill whole lines first (~8 ns), and costs a round trip at most
- * ~200 ns (chan_pingpong ~310 ns here). */
+ * polling every ~100 ns lets the producer fill whole lines first (~8 ns). A ring of fewer than 8 slots has
+ * no lines to fill: its receiver re-polls after every pause, which is what a round trip through capacity-1
+ * channels needs (chan_pingpong 300 -> 136 ns here, with the vCPUs close; see chan.c). */
 #define CHAN_SPIN_ITERS 256
 #define CHAN_SPIN_BACKOFF 4
+/* A sender that found the ring full resumes once this many bytes of slots past the tail are free (at most
+ * a quarter of the ring), not at the first free slot: a producer taking each slot the moment the consumer
+ * frees it writes into the line the consumer is reading, and both then pay a transfer per element
+ * (chan_spsc settled at ~23 ns/item with the ring always full; with the run, 6.6-7 ns, best of 5, this VM). */
+#define CHAN_RUN_BYTES 1024
 /* Rounds of step 1 a select over buffered channels spins before queuing. */
 #define SELECT_SPIN_ROUNDS 64
 /* Selects up to this many cases keep their queue entries on the stack. */
@@ -164,8 +170,17 @@ static int chan_send(weft_ctx *ctx, weft_chan *ch, const void *elem, int64_t dea
   if (WEFT__LIKELY(ch->cap > 0)) {
     int r = chan__ring_send(ch, elem);
     if (WEFT__LIKELY(r != WEFT_EFULL)) return r;
-    for (int i = 1; i <= CHAN_SPIN_ITERS; i++) {
-      weft__cpu_relax(); /* a full ring drains in bursts; re-polling at once costs nothing here */
+    uint64_t run = ch->pow2 ? CHAN_RUN_BYTES / ch->stride : 0;
+    if (run > ch->cap / 4) run = ch->cap / 4;
+    for (int i = 1, backoff = 1; i <= CHAN_SPIN_ITERS; i++) {
+      weft__cpu_relax();
+      if (run >= 2 && (i & 31) != 0) {
+        /* Wait for a run of free slots (the slot `run` past the tail free), polled every few pauses. */
+        for (int k = 1; k < backoff; k++) weft__cpu_relax();
+        if (backoff < CHAN_SPIN_BACKOFF) backoff *= 2;
+        uint64_t p = CHAN_T_POS(atomic_load_explicit(&ch->tail, memory_order_relaxed)) + run;
+        if (atomic_load_explicit(chan__seq(chan__slot(ch, p)), memory_order_relaxed) != 2 * p) continue;
+      }
       if ((r = chan__ring_send(ch, elem)) != WEFT_EFULL) return r; /* sent, or closed */
       if ((i & 31) == 1) {
         if (ctx && (r = weft_ctx_err(ctx)) != 0) return r;
@@ -179,16 +194,17 @@ static int chan_send(weft_ctx *ctx, weft_chan *ch, const void *elem, int64_t dea
 static int chan_recv(weft_ctx *ctx, weft_chan *ch, void *elem, int64_t deadline) {
   if (WEFT__LIKELY(ch->cap > 0)) {
     if (WEFT__LIKELY(chan__ring_recv(ch, elem) == 0)) return 0;
-    int r, backoff = 1;
+    int r, backoff = 1, maxb = ch->cap >= 8 ? CHAN_SPIN_BACKOFF : 1;
     for (int i = 1; i <= CHAN_SPIN_ITERS; i++) {
-      /* Only loads while empty: the producer's lines are not disturbed. Close is checked now and then. */
-      if ((i & 31) == 1) {
+      /* Only loads of the slot while empty. Close is checked now and then, not on the first retries: it
+       * reads the tail, the line every send writes (a round trip across cores costs an extra transfer). */
+      if ((i & 31) == 0) {
         if (chan__ring_drained(ch)) return chan__ring_recv(ch, elem) == 0 ? 0 : WEFT_ECLOSED;
         if (ctx && (r = weft_ctx_err(ctx)) != 0) return r;
         if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_ETIMEDOUT;
       }
       for (int k = 0; k < backoff; k++) weft__cpu_relax();
-      if (backoff < CHAN_SPIN_BACKOFF) backoff *= 2;
+      if (backoff < maxb) backoff *= 2;
       if (chan__ring_recv(ch, elem) == 0) return 0;
     }
   }
