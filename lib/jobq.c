@@ -1,5 +1,5 @@
-/* lib/jobq.c: the job queue — per-worker lanes fed by any number of submitters (the only file of the pool
- * that calls Concurrency Kit).
+/* lib/jobq.c: the job queue — per-worker lanes without locks, fed by any number of submitters (the only
+ * file of the pool that calls Concurrency Kit).
  *
  * Design notes.
  *
@@ -15,42 +15,51 @@
  * The whole pool (pool_tiny, W=2, 1 submitter, best of 3): 100 ns/job with an mfence per push and idle
  * workers yielding every 64th probe; 90 with membarrier instead of the fence; 30-38 ns with a yield on every
  * idle probe (the machine has 2 cores for 3 threads: idle spinning starved the submitter).
- * So: one lane per worker (Go's per-P run queue), a ring whose indices are cached on each side so a push
- * or a pop touches the other side's line only when the cached value says full or empty, consumers that
- * claim a batch with one compare-and-swap, and thieves that probe rarely.
+ * Later, on a faster host (AMD EPYC VM, same 2 vCPU; pool_tiny, whole pool, best of 3): the lane above
+ * with a producer spinlock and a shared tail, 18 ns/job; with per-slot sequence words and no lock (below),
+ * 12-16; the submitter's time went to waiting for the lines the workers had read (the tail on every push,
+ * the slots), which the lock's xchg exposed. 24-byte slots, and prefetching slots for write, gained nothing.
+ * So: one lane per worker (Go's per-P run queue), each a bounded ring with a sequence word per slot
+ * (Vyukov's, as chan.c uses): producers claim a position with one CAS on the lane's tail and publish by
+ * storing the slot's sequence; consumers (the owner, and thieves that probe rarely) claim a run of published
+ * slots with one CAS on the head. Nobody polls a word the other side writes on every operation.
  *
- * ck variants used: ck_pr (load/store/CAS/fences on the indices: a plain mov on x86 for the loads and
- * stores, lock cmpxchg for the claim), ck_spinlock_fas (the per-lane producer lock: one xchg on a line only
- * producers touch; uncontended with one submitter), ck_backoff (contended producer lock). ck_ring itself is
- * not used: its SP enqueue reads c_head every time (the 150 ns row above) and it has no batch claim.
+ * ck variants used: ck_pr (load/store/CAS/or/fences: a plain mov on x86 for the loads and stores, lock
+ * cmpxchg for the claims, lock or for close). ck_ring itself is not used: its SP enqueue reads c_head every
+ * time (the 150 ns row above), its MP variants put the CAS on the line the consumers poll, and it has no
+ * batch claim.
  *
- * A lane is single-producer at a time (the producer lock) and multi-consumer (owner and thieves CAS the
- * head). Indices are 64-bit and never wrap in practice, so tail is also "jobs ever pushed" on that lane.
- * Slots are read before the CAS that claims them; a producer writes slot i only after head passed i, so a
- * consumer whose CAS fails may have read a slot being overwritten, and throws that copy away.
+ * A lane is multi-producer and multi-consumer without a lock. A slot's sequence word is 2p while the slot is
+ * free for position p and 2p + 1 once the job of position p is in it. A producer CASes the tail from p only
+ * when slot p says free for p; a consumer CASes the head from h to h + k only over k slots that say
+ * published, then copies them and frees each one for position + ring size. The slots between a claim and
+ * its free store belong to that consumer alone, so no copy is ever thrown away. The tail word is
+ * position << 1 | CLOSED; positions are 64-bit and never wrap in practice, so tail is also "jobs ever
+ * pushed" on that lane. A logical capacity below the ring's size (queue_cap not a power of two per lane) is
+ * kept with a cached head next to the tail, refreshed only when the lane looks full.
  *
  * Who wakes whom. A worker with nothing to do spins (own lane every probe, siblings every 8th, a
  * sched_yield on every probe so a submitter sharing the core runs: see IDLE_PROBES), then parks through
  * park.c: it stores state=PARKED, increments nparked, re-checks every lane and `closed`, then sleeps. A
- * producer stores the tail, then loads nparked (one read-mostly line): 0 means every worker is awake and
+ * producer publishes its slot, then loads nparked (one read-mostly line): 0 means every worker is awake and
  * will find the job. Otherwise (slow path) it wakes the lane's owner if that one is parked, or another
  * parked worker if the owner is busy running a job (so a job queued behind a long one is stolen). The
- * Dekker on (tail, nparked) needs a store-load order on both sides; it is made asymmetric: instead of an
+ * Dekker on (slot, nparked) needs a store-load order on both sides; it is made asymmetric: instead of an
  * mfence after every push (it drains the store buffer while consumers hold the tail line: half the
  * samples of a ~100 ns/job run in perf), the parking worker calls membarrier(MEMBARRIER_CMD_PRIVATE_
  * EXPEDITED) (0.4 us here, next to a ~14 us park), which runs a full barrier on every running thread of the
- * process before the re-check; without membarrier the producer falls back to the fence. close() stores
- * `closed`, takes every producer lock once, fences, then signals every parked worker; a parking worker's
- * locked increment orders its PARKED store before its read of `closed`.
+ * process before the re-check (which counts a claimed, not yet published position as work); without
+ * membarrier the producer falls back to the fence. close() stores `closed`, sets CLOSED in every tail (so
+ * every later push fails), waits for the pushes that claimed a position before it to publish, fences, then
+ * signals every parked worker; a parking worker's locked increment orders its PARKED store before its read
+ * of `closed`.
  *
  * ThreadSanitizer does not see ck_pr's inline assembly, so the functions touching lanes are not
  * instrumented (WEFT__NO_TSAN) and the hand-off is described to TSan explicitly: a release on the lane
- * before a push publishes the tail, an acquire on it after a pop claimed a job. Everything the submitter
+ * before a push publishes its slot, an acquire on it after a claim. Everything the submitter
  * wrote before submitting thus happens-before the job in TSan's eyes, as it does on the hardware.
  */
-#include <ck_backoff.h>
 #include <ck_pr.h>
-#include <ck_spinlock.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
@@ -87,26 +96,31 @@ enum { LANE_RUNNING = 0, LANE_SPINNING = 1, LANE_PARKED = 2 };
 #define YIELD_EVERY 1
 #endif
 
+/* A ring slot: the job and its sequence word. seq is 2p while the slot is free for position p, 2p + 1
+ * once the job of position p is in it (the encoding chan.c uses). */
+typedef struct vslot {
+  uint64_t seq;
+  weft_job_fn fn;
+  void *arg;
+  uint64_t pad;
+} vslot;
+
 typedef struct lane {
-  /* consumers: head is CAS'd by the owner and by thieves; otail is the owner's cached tail; cbuf and
-   * cmask are the consumers' copy of the ring's shape (read-only) */
+  /* consumers: CAS'd by the owner and by thieves */
   uint64_t head __attribute__((aligned(CL)));
-  uint64_t otail;
-  weft__jslot *cbuf;
+  vslot *cbuf; /* the consumers' copy of the ring's shape */
   uint64_t cmask;
-  /* published by the producer, read by consumers */
+  /* producers: position << 1 | CLOSED, CAS'd by every producer; the ring's shape, and a cached head
+   * (a lower bound, refreshed only when the lane looks full) for a logical capacity below the ring's */
   uint64_t tail __attribute__((aligned(CL)));
-  /* producer-private (under plock), with the producer's own copy of the ring's shape: a push reads no
-   * line a consumer writes unless the lane looks full (a shared copy next to otail cost a miss per push) */
-  ck_spinlock_fas_t plock __attribute__((aligned(CL)));
-  uint64_t ptail;  /* the producer's copy of tail */
-  uint64_t chead;  /* the producer's cached head: re-read only when the lane looks full */
-  weft__jslot *pbuf;
-  uint64_t pmask, cap; /* cap: logical capacity (<= pmask + 1) */
+  uint64_t chead;
+  vslot *pbuf;
+  uint64_t pmask, cap;
   /* the owner's idle state: written on idle transitions, read by producers only on the slow path */
   uint32_t state __attribute__((aligned(CL))); /* LANE_* */
   weft__waiter *waiter;                         /* the owner's park record */
 } lane;
+#define T_CLOSED UINT64_C(1)
 
 struct weft__jobq {
   unsigned nlanes;
@@ -150,12 +164,12 @@ int weft__jobq_create(weft__jobq **out, unsigned nlanes, size_t cap) {
   q->cap = (size_t)(per * nlanes);
   for (unsigned i = 0; i < nlanes; i++) {
     lane *l = &q->lanes[i];
-    ck_spinlock_fas_init(&l->plock);
     l->cap = per;
     l->pmask = l->cmask = sz - 1;
     l->state = LANE_SPINNING;
-    l->pbuf = l->cbuf = calloc(sz, sizeof(weft__jslot));
+    l->pbuf = l->cbuf = aligned_alloc(CL, sz * sizeof(vslot));
     if (l->pbuf == NULL) goto fail2;
+    for (uint64_t j = 0; j < sz; j++) l->pbuf[j] = (vslot){2 * j, NULL, NULL, 0};
   }
   *out = q;
   return 0;
@@ -192,23 +206,34 @@ size_t weft__jobq_capacity(const weft__jobq *q) { return q->cap; }
 
 /* ---- producer ----------------------------------------------------------------------------------- */
 
-/* Pushes onto l (producer lock held). */
-WEFT__NO_TSAN static bool lane_put(lane *l, const weft__jslot *s) {
-  uint64_t t = l->ptail;
-  if (t - l->chead >= l->cap) {
-    l->chead = ck_pr_load_64(&l->head);
-    if (t - l->chead >= l->cap) return false;
+/* Pushes onto l. Returns 0, WEFT_EFULL or WEFT_ESTOPPED. */
+WEFT__NO_TSAN static int lane_put(lane *l, const weft__jslot *s) {
+  uint64_t t = ck_pr_load_64(&l->tail);
+  for (;;) {
+    if (t & T_CLOSED) return WEFT_ESTOPPED;
+    uint64_t p = t >> 1;
+    if (p - ck_pr_load_64(&l->chead) >= l->cap) {
+      uint64_t h = ck_pr_load_64(&l->head);
+      if (p - h >= l->cap) return WEFT_EFULL;
+      ck_pr_store_64(&l->chead, h);
+    }
+    vslot *v = &l->pbuf[p & l->pmask];
+    int64_t dif = (int64_t)(ck_pr_load_64(&v->seq) - 2 * p);
+    if (dif == 0) {
+      if (ck_pr_cas_64_value(&l->tail, t, t + 2, &t)) {
+        v->fn = s->fn;
+        v->arg = s->arg;
+        TSAN_RELEASE(l);
+        ck_pr_fence_store();
+        ck_pr_store_64(&v->seq, 2 * p + 1);
+        return 0;
+      }
+    } else if (dif < 0) {
+      return WEFT_EFULL; /* the job of position p - ring size is still being taken */
+    } else {
+      t = ck_pr_load_64(&l->tail);
+    }
   }
-  /* Field by field: the caller just wrote *s that way, and one 16-byte load of two fresh 8-byte stores
-   * misses store forwarding (a stall that was a quarter of a push). */
-  weft__jslot *d = &l->pbuf[t & l->pmask];
-  d->fn = s->fn;
-  d->arg = s->arg;
-  TSAN_RELEASE(l);
-  ck_pr_fence_store();
-  ck_pr_store_64(&l->tail, t + 1);
-  l->ptail = t + 1;
-  return true;
 }
 
 /* Slow path of a push: some worker is parked. Wake the lane's owner if it is the one parked; else, if the
@@ -231,62 +256,54 @@ WEFT__NO_TSAN int weft__jobq_push(weft__jobq *q, const weft__jslot *s) {
   /* Round robin without a division (a div was 7% of a push in perf). */
   unsigned n = q->nlanes, start = tl_rr < n ? tl_rr : 0;
   tl_rr = start + 1 < n ? start + 1 : 0;
-  /* First pass: only lanes whose producer lock is free; second pass: wait for each lock. */
-  for (int pass = 0; pass < 2; pass++) {
-    for (unsigned i = 0; i < n; i++) {
-      unsigned li = start + i < n ? start + i : start + i - n;
-      lane *l = &q->lanes[li];
-      if (pass == 0) {
-        if (!ck_spinlock_fas_trylock(&l->plock)) continue;
-      } else {
-        ck_backoff_t bo = CK_BACKOFF_INITIALIZER;
-        while (!ck_spinlock_fas_trylock(&l->plock)) ck_backoff_eb(&bo);
-      }
-      if (ck_pr_load_32(&q->closed)) {
-        ck_spinlock_fas_unlock(&l->plock);
-        return WEFT_ESTOPPED;
-      }
-      bool ok = lane_put(l, s);
-      ck_spinlock_fas_unlock(&l->plock);
-      if (ok) {
-        /* Dekker with a parking worker: the tail store before the nparked load. With membarrier the
-         * parking worker forces that order on us, so a compiler barrier is enough here. */
-        if (q->asym)
-          ck_pr_barrier();
-        else
-          ck_pr_fence_memory();
-        if (WEFT__UNLIKELY(ck_pr_load_32(&q->nparked) != 0)) wake_for(q, li);
-        return 0;
-      }
-    }
+  for (unsigned i = 0; i < n; i++) {
+    unsigned li = start + i < n ? start + i : start + i - n;
+    int rc = lane_put(&q->lanes[li], s);
+    if (rc == WEFT_EFULL) continue;
+    if (rc != 0) return rc;
+    /* Dekker with a parking worker: the seq store before the nparked load. With membarrier the parking
+     * worker forces that order on us, so a compiler barrier is enough here. */
+    if (q->asym)
+      ck_pr_barrier();
+    else
+      ck_pr_fence_memory();
+    if (WEFT__UNLIKELY(ck_pr_load_32(&q->nparked) != 0)) wake_for(q, li);
+    return 0;
   }
   return ck_pr_load_32(&q->closed) ? WEFT_ESTOPPED : WEFT_EFULL;
 }
 
 /* ---- consumers ---------------------------------------------------------------------------------- */
 
-/* Claims up to max jobs from l: at most half of what is there (rounded up), so thieves find work left
- * behind a long job. `owner` says whether the caller may use (and refresh) the owner's cached tail. */
+/* Claims up to max published jobs from l, in order, with one CAS on the head, then frees their slots.
+ * A thief (owner false) takes at most half of what is queued (rounded up), so work stays behind a long
+ * job for others too. */
 WEFT__NO_TSAN static unsigned lane_claim(lane *l, weft__jslot *out, unsigned max, bool owner) {
   for (;;) {
-    uint64_t h = ck_pr_load_64(&l->head);
-    uint64_t t = owner ? l->otail : 0;
-    if (!owner || t <= h) {
-      ck_pr_fence_load();
-      t = ck_pr_load_64(&l->tail);
-      if (owner) l->otail = t;
+    uint64_t h = ck_pr_load_64(&l->head), lim = max;
+    if (!owner) {
+      uint64_t t = ck_pr_load_64(&l->tail) >> 1;
       if (t <= h) return 0;
+      if ((t - h + 1) / 2 < lim) lim = (t - h + 1) / 2;
     }
+    uint64_t k = 0;
+    while (k < lim && ck_pr_load_64(&l->cbuf[(h + k) & l->cmask].seq) == 2 * (h + k) + 1) k++;
+    if (k == 0) return 0;
+    if (!ck_pr_cas_64(&l->head, h, h + k)) {
+      ck_pr_stall();
+      continue;
+    }
+    /* The k slots are ours until freed: no producer writes them before their seq says so. */
     ck_pr_fence_load();
-    uint64_t avail = t - h, k = (avail + 1) / 2;
-    if (k > max) k = max;
-    for (uint64_t i = 0; i < k; i++) out[i] = l->cbuf[(h + i) & l->cmask];
-    ck_pr_fence_store_atomic();
-    if (ck_pr_cas_64(&l->head, h, h + k)) {
-      TSAN_ACQUIRE(l);
-      return (unsigned)k;
+    TSAN_ACQUIRE(l);
+    for (uint64_t i = 0; i < k; i++) {
+      vslot *v = &l->cbuf[(h + i) & l->cmask];
+      out[i].fn = v->fn;
+      out[i].arg = v->arg;
+      ck_pr_fence_store(); /* the copy is done before the slot is handed back (loads before a store) */
+      ck_pr_store_64(&v->seq, 2 * (h + i + l->cmask + 1));
     }
-    ck_pr_stall();
+    return (unsigned)k;
   }
 }
 
@@ -294,7 +311,7 @@ WEFT__NO_TSAN static unsigned steal(weft__jobq *q, unsigned self, weft__jslot *o
   unsigned n = q->nlanes;
   for (unsigned i = 1; i < n; i++) {
     lane *l = &q->lanes[(self + i) % n];
-    if (ck_pr_load_64(&l->tail) == ck_pr_load_64(&l->head)) continue; /* probe without claiming */
+    if ((ck_pr_load_64(&l->tail) >> 1) == ck_pr_load_64(&l->head)) continue; /* probe without claiming */
     unsigned k = lane_claim(l, out, max, false);
     if (k) return k;
   }
@@ -303,7 +320,7 @@ WEFT__NO_TSAN static unsigned steal(weft__jobq *q, unsigned self, weft__jslot *o
 
 WEFT__NO_TSAN static bool all_empty(weft__jobq *q) {
   for (unsigned i = 0; i < q->nlanes; i++)
-    if (ck_pr_load_64(&q->lanes[i].tail) != ck_pr_load_64(&q->lanes[i].head)) return false;
+    if ((ck_pr_load_64(&q->lanes[i].tail) >> 1) != ck_pr_load_64(&q->lanes[i].head)) return false;
   return true;
 }
 
@@ -348,11 +365,15 @@ WEFT__NO_TSAN unsigned weft__jobq_take(weft__jobq *q, weft__jslot *out, unsigned
 }
 
 WEFT__NO_TSAN void weft__jobq_close(weft__jobq *q) {
-  /* Taking each producer lock once orders this close after every push already in progress. */
   ck_pr_store_32(&q->closed, 1);
   for (unsigned i = 0; i < q->nlanes; i++) {
-    ck_spinlock_fas_lock(&q->lanes[i].plock);
-    ck_spinlock_fas_unlock(&q->lanes[i].plock);
+    lane *l = &q->lanes[i];
+    ck_pr_or_64(&l->tail, T_CLOSED); /* every later CAS of a producer fails and sees it */
+    /* A push whose CAS came first may still be writing its slot: wait until it is published, so that
+     * whoever drains the queue after close() finds every job accepted. */
+    uint64_t t = ck_pr_load_64(&l->tail) >> 1, h = ck_pr_load_64(&l->head);
+    for (uint64_t p = h; p < t; p++)
+      while (ck_pr_load_64(&l->cbuf[p & l->cmask].seq) == 2 * p) sched_yield();
   }
   ck_pr_fence_memory();
   for (unsigned i = 0; i < q->nlanes; i++) {
@@ -363,7 +384,7 @@ WEFT__NO_TSAN void weft__jobq_close(weft__jobq *q) {
 
 WEFT__NO_TSAN uint64_t weft__jobq_pushed(weft__jobq *q) {
   uint64_t s = 0;
-  for (unsigned i = 0; i < q->nlanes; i++) s += ck_pr_load_64(&q->lanes[i].tail);
+  for (unsigned i = 0; i < q->nlanes; i++) s += ck_pr_load_64(&q->lanes[i].tail) >> 1;
   return s;
 }
 
@@ -371,7 +392,7 @@ WEFT__NO_TSAN uint64_t weft__jobq_queued(weft__jobq *q) {
   uint64_t s = 0;
   for (unsigned i = 0; i < q->nlanes; i++) {
     uint64_t h = ck_pr_load_64(&q->lanes[i].head);
-    uint64_t t = ck_pr_load_64(&q->lanes[i].tail);
+    uint64_t t = ck_pr_load_64(&q->lanes[i].tail) >> 1;
     s += t > h ? t - h : 0;
   }
   return s;

@@ -32,10 +32,10 @@ void weft__jobq_destroy(weft__jobq *q);
 /* Worker `self` announces its waiter record (call once, from the worker thread, before weft__jobq_get). */
 void weft__jobq_attach(weft__jobq *q, unsigned self, weft__waiter *w);
 
-/* Producer side: queues *s on some lane (round-robin from a per-thread hint, skipping full or busy lanes)
+/* Producer side: queues *s on some lane (round-robin from a per-thread hint, skipping full lanes)
  * and wakes a parked worker when one is needed. Returns 0, WEFT_EFULL when every lane is full, or
- * WEFT_ESTOPPED once weft__jobq_close() has run. Any thread; lock-free unless several producers pick the
- * same lane at once (a per-lane spinlock then orders them). */
+ * WEFT_ESTOPPED once weft__jobq_close() has run. Any thread, any number at once; no lock (one CAS on the
+ * lane's tail). */
 int weft__jobq_push(weft__jobq *q, const weft__jslot *s);
 
 /* Consumer side for worker `self`: returns up to `max` jobs into out[], taken from its own lane or stolen
