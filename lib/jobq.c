@@ -212,7 +212,7 @@ WEFT__NO_TSAN static int lane_put(lane *l, const weft__jslot *s) {
   for (;;) {
     if (t & T_CLOSED) return WEFT_ESTOPPED;
     uint64_t p = t >> 1;
-    if (p - ck_pr_load_64(&l->chead) >= l->cap) {
+    if (l->cap <= l->pmask && p - ck_pr_load_64(&l->chead) >= l->cap) { /* cap below the ring's size */
       uint64_t h = ck_pr_load_64(&l->head);
       if (p - h >= l->cap) return WEFT_EFULL;
       ck_pr_store_64(&l->chead, h);
