@@ -102,7 +102,7 @@ typedef struct vslot {
   uint64_t seq;
   weft_job_fn fn;
   void *arg;
-  uint64_t pad;
+  int64_t ts;
 } vslot;
 
 typedef struct lane {
@@ -223,6 +223,7 @@ WEFT__NO_TSAN static int lane_put(lane *l, const weft__jslot *s) {
       if (ck_pr_cas_64_value(&l->tail, t, t + 2, &t)) {
         v->fn = s->fn;
         v->arg = s->arg;
+        v->ts = s->ts;
         TSAN_RELEASE(l);
         ck_pr_fence_store();
         ck_pr_store_64(&v->seq, 2 * p + 1);
@@ -300,6 +301,7 @@ WEFT__NO_TSAN static unsigned lane_claim(lane *l, weft__jslot *out, unsigned max
       vslot *v = &l->cbuf[(h + i) & l->cmask];
       out[i].fn = v->fn;
       out[i].arg = v->arg;
+      out[i].ts = v->ts;
       ck_pr_fence_store(); /* the copy is done before the slot is handed back (loads before a store) */
       ck_pr_store_64(&v->seq, 2 * (h + i + l->cmask + 1));
     }

@@ -11,12 +11,13 @@
 
 typedef struct weft__job weft__job; /* a job record (pool.c): only jobs that need one have one */
 
-/* One queued job: what a ring slot holds. 16 bytes (four to a cache line), copied in and out by value. A
- * job that needs more (a record: future, context, timeout, latency sample) is queued as {marker, record}:
- * see pool.c. */
+/* One queued job, copied in and out by value. A job that needs more than fn and arg (a future, a context,
+ * a timeout) is queued as {marker, record}: see pool.c. ts is the submit time of a job sampled for the
+ * latency stats, else 0. */
 typedef struct weft__jslot {
   weft_job_fn fn;
   void *arg;
+  int64_t ts;
 } weft__jslot;
 
 typedef struct weft__jobq weft__jobq;

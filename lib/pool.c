@@ -1,15 +1,14 @@
 /* lib/pool.c: the worker pool — jobs, contexts, futures, waiting, shutdown and its report.
  *
  * Design notes.
- * - The queue (jobq.c) moves 16-byte slots {fn, arg}: four to a cache line, since the ring's lines crossing
- *   from the submitter's core to a worker's are most of what a tiny job costs (32-byte slots: a push alone
- *   took 11-18 ns, half of it waiting for lines). A plain job has no record: it runs under the pool's
+ * - The queue (jobq.c) moves slots {fn, arg, ts}; ts is the submit time of one job in WEFT_POOL_SAMPLE per
+ *   submitting thread (latency stats), else 0. A plain job has no record: it runs under the pool's
  *   context, so a tiny job costs a push, a claim and a call. A record (weft__job, from a per-pool free
- *   list, allocated 64 at a time) exists only when the job needs one: a future, a submitter's context, a
- *   timeout, or a latency sample (one job in WEFT_POOL_SAMPLE per submitting thread carries its submit
- *   time). Such a job is queued as {rec_marker, record}, the real fn and arg inside the record. The worker
- *   derives the job's context when the job starts (with_parents(pool ctx, submitter ctx), then
- *   with_timeout), and ends it when fn returns.
+ *   list, allocated 64 at a time) exists only when the job needs one: a future, a submitter's context or
+ *   a timeout. Such a job is queued as {rec_marker, record}, the real fn and arg inside the record. The
+ *   worker derives the job's context when the job starts (with_parents(pool ctx, submitter ctx), then
+ *   with_timeout), and ends it when fn returns. (Sampled jobs once took a record too: the record's mutex
+ *   and atomics, one job in 64, were 2 ns of pool_tiny's 11.)
  * - Accounting. Every counter of a worker is written only by that worker (relaxed stores on its own cache
  *   line); the thread running shutdown has its own atomic counters for the jobs it discards. A job's
  *   outcome is counted after it fully ended (fn returned, or the discard callback returned), and `fin`
@@ -39,7 +38,6 @@
 struct weft__job {
   weft_job_fn fn;
   void *arg;
-  int64_t ts; /* submit time of a sampled job (latency stats), else 0 */
   weft_pool *pool;
   weft_ctx *sub;   /* the submitter's context (a reference), or NULL */
   int64_t timeout; /* from the job's start; WEFT_FOREVER = none */
@@ -229,7 +227,7 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
   struct weft__job *r = s->fn == rec_marker ? s->arg : NULL;
   weft_job_fn fn = r ? r->fn : s->fn;
   void *arg = r ? r->arg : s->arg;
-  int64_t ts = r ? r->ts : 0;
+  int64_t ts = s->ts;
   weft_ctx *ctx = p->ctx, *own = NULL;
   int err = weft_ctx_err(ctx);
   if (err == 0 && r != NULL && (r->sub != NULL || r->timeout != WEFT_FOREVER)) {
@@ -410,19 +408,19 @@ static int submit(weft_pool *p, weft_job_fn fn, void *arg, weft_ctx *join, weft_
   if (future != NULL) *future = NULL;
   if (p == NULL || fn == NULL || timeout < 0) return WEFT_EINVAL;
   if (timeout == 0) timeout = p->job_timeout;
-  weft__jslot s = {fn, arg};
-  bool sample = (tl_sample++ % WEFT_POOL_SAMPLE) == 0;
-  bool plain = join == NULL && timeout == WEFT_FOREVER && future == NULL;
-  if (WEFT__LIKELY(plain && !sample)) return submit_slot(p, &s, wait_ctx, nowait);
+  weft__jslot s = {fn, arg, 0};
+  if (WEFT__UNLIKELY((tl_sample++ % WEFT_POOL_SAMPLE) == 0)) s.ts = weft_now();
+  if (WEFT__LIKELY(join == NULL && timeout == WEFT_FOREVER && future == NULL))
+    return submit_slot(p, &s, wait_ctx, nowait);
   struct weft__job *r = rec_get(p);
-  if (r == NULL) return plain ? submit_slot(p, &s, wait_ctx, nowait) : WEFT_ENOMEM; /* a sample is optional */
+  if (r == NULL) return WEFT_ENOMEM;
   r->fn = fn;
   r->arg = arg;
-  r->ts = sample ? weft_now() : 0;
   r->sub = weft_ctx_retain(join);
   r->timeout = timeout;
   if (future != NULL) atomic_store_explicit(&r->refs, 2, memory_order_relaxed);
-  s = (weft__jslot){rec_marker, r};
+  s.fn = rec_marker;
+  s.arg = r;
   int rc = submit_slot(p, &s, wait_ctx, nowait);
   if (rc != 0) {
     weft_ctx_release(r->sub);
