@@ -18,7 +18,9 @@
  * Later, on a faster host (AMD EPYC VM, same 2 vCPU; pool_tiny, whole pool, best of 3): the lane above
  * with a producer spinlock and a shared tail, 18 ns/job; with per-slot sequence words and no lock (below),
  * 12-16; the submitter's time went to waiting for the lines the workers had read (the tail on every push,
- * the slots), which the lock's xchg exposed. 24-byte slots, and prefetching slots for write, gained nothing.
+ * the slots), which the lock's xchg exposed. 24-byte slots, and prefetching slots for write, gained nothing;
+ * the sequence words in an array of their own (jobs in 16-byte slots) lost 2 ns: a job's line and its
+ * word's line then both cross cores where one did.
  * So: one lane per worker (Go's per-P run queue), each a bounded ring with a sequence word per slot
  * (Vyukov's, as chan.c uses): producers claim a position with one CAS on the lane's tail and publish by
  * storing the slot's sequence; consumers (the owner, and thieves that probe rarely) claim a run of published
