@@ -294,8 +294,30 @@ static void *worker_main(void *a) {
   while ((n = weft__jobq_get(p->q, wk->index, batch, WEFT__JOBQ_BATCH)) != 0) {
     /* The claim was a locked CAS: a full fence before this load (Dekker with a waiting submitter). */
     if (atomic_load(&p->nwait_room) != 0) notify(p, &p->room_key);
-    for (unsigned i = 0; i < n; i++) run_job(p, wk, &batch[i], true);
-    atomic_thread_fence(memory_order_seq_cst);
+    /* Plain jobs (no record, not sampled) run here and are counted once per batch; the rest, and any job
+     * met once the pool's context has ended, go through run_job(). */
+    weft_ctx *ctx = p->ctx;
+    uint64_t ended = 0, ok = 0;
+    for (unsigned i = 0; i < n; i++) {
+      const weft__jslot *s = &batch[i];
+      if (WEFT__LIKELY(s->fn != rec_marker && s->ts == 0 && weft_ctx_err(ctx) == 0)) {
+        atomic_store_explicit(&wk->running, 1, memory_order_relaxed);
+        int rc = s->fn(ctx, s->arg);
+        atomic_store_explicit(&wk->running, 0, memory_order_relaxed);
+        if (rc == 0)
+          ok++;
+        else
+          bump(weft_ctx_err(ctx) != 0 ? &wk->cwr : &wk->failed);
+        ended++;
+      } else {
+        run_job(p, wk, s, true);
+      }
+    }
+    atomic_store_explicit(&wk->completed, atomic_load_explicit(&wk->completed, memory_order_relaxed) + ok,
+                          memory_order_relaxed);
+    atomic_store_explicit(&wk->fin, atomic_load_explicit(&wk->fin, memory_order_relaxed) + ended,
+                          memory_order_release);
+    weft__full_fence();
     if (atomic_load_explicit(&p->nwait_all, memory_order_relaxed) != 0 && quiescent(p, NULL))
       notify(p, &p->all_key);
   }
