@@ -52,12 +52,15 @@
  * then queues and lets park.c spin on its token before parking on the context's wake word; cancelling the
  * context wakes every thread parked under it with one futex wake-all.
  *
- * Measured (RelWithDebInfo, weft-bench best of 3, this 2-vCPU VM, Go 1.19 bench/go side by side the same
- * hour): chan_spsc 10-12 ns/item (a run sometimes settles into the consumer-trails-producer regime, ~40
- * ns) vs Go 34-58; chan_pingpong 306-340 ns/round trip vs Go 250-266 (Go runs both goroutines on one P,
- * with no cross-core hand-off; a cross-core round trip here costs 110-420 ns depending on vCPU placement);
- * cancel_latency p99 322 us vs the futex wake-all floor's 296 us measured in the same run (1.09x), p50
- * 203 us vs 181 us. The pre-queue spin's backoff (chan_select.c) is what takes chan_spsc from ~60 to ~10.
+ * Measured (weft-bench best of 3, this 2-vCPU VM, Go 1.19 side by side, bench/rounds.sh over ten rounds):
+ * chan_spsc 7.8 ns/item median (5.6-15.2) vs Go 46; chan_pingpong 101 ns/round trip median (72-436) vs Go
+ * 275 — a round trip here is four line crossings (each channel's slot goes over and back), so it follows
+ * the vCPUs' placement (weft-bench line_rtt, one line bounced, 28-331 ns); cancel_latency p99 1.10x the
+ * futex wake-all floor measured in the same run (median; 0.58-1.78). The pre-queue spin's backoff
+ * (chan_select.c) is what takes chan_spsc from ~60 to ~8; checking for close only every 32nd retry
+ * (the check reads the tail, which every send writes) and re-polling small rings after every pause took
+ * chan_pingpong from ~300 to ~140, and a bench harness that shared a line between the two threads by
+ * accident had hidden another ~50.
  */
 #include <stdlib.h>
 
