@@ -97,6 +97,9 @@ int weft__waiter_wait(weft__waiter *w, const weft_ctx *ctx, int64_t deadline) {
     int r = weft__futex_wait(word, v, deadline, w->bit);
     atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
     if ((tok = atomic_load_explicit(&w->token, memory_order_acquire)) != 0) return (int)tok;
+    /* Woken by a cancel: leave before the loop's fetch_or on the wake word, which every thread woken by
+     * the same cancel would otherwise take in turn. */
+    if (ctx && (err = weft_ctx_err(ctx)) != 0) goto ctx_done;
     if (r == -ETIMEDOUT) goto timed_out;
   }
   atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
