@@ -18,7 +18,8 @@
 #include "chan_impl.h"
 
 /* Pre-queue spin of a blocking send / recv: retries of the ring, at most CHAN_SPIN_BACKOFF pauses apart
- * (a pause is 25-51 ns on the hosts seen), so 25-50 us in all, a few times the price of one park + wake (NOTES.md).
+ * (a pause is 25-51 ns on the hosts seen), so 25-50 us in all, a few times the price of one park + wake
+ * (NOTES.md).
  * The backoff matters as much as the length: a consumer that re-polls an empty ring after every pause
  * trails one slot behind the producer and pulls each slot's line over per element (chan_spsc ~40-60 ns);
  * polling every ~100 ns lets the producer fill whole lines first (~8 ns). A ring of fewer than 8 slots has
@@ -29,7 +30,8 @@
 /* A sender that found the ring full resumes once this many bytes of slots past the tail are free (at most
  * a quarter of the ring), not at the first free slot: a producer taking each slot the moment the consumer
  * frees it writes into the line the consumer is reading, and both then pay a transfer per element
- * (chan_spsc settled at ~23 ns/item with the ring always full; with the run, 6.6-7 ns, best of 5, this VM). */
+ * (chan_spsc settled at ~23 ns/item with the ring always full; with the run, 6.6-7 ns, best of 5, this
+ * VM). */
 #define CHAN_RUN_BYTES 1024
 /* Rounds of step 1 a select over buffered channels spins before queuing. */
 #define SELECT_SPIN_ROUNDS 64
@@ -174,7 +176,10 @@ static int chan_send(weft_ctx *ctx, weft_chan *ch, const void *elem, int64_t dea
     if (run > ch->cap / 4) run = ch->cap / 4;
     for (int i = 1, backoff = 1; i <= CHAN_SPIN_ITERS; i++) {
       weft__cpu_relax();
-      if (run >= 2 && (i & 31) != 0) {
+      if ((i & 31) == 0) { /* now and then: the context, the deadline, and a try whatever the run */
+        if (ctx && (r = weft_ctx_err(ctx)) != 0) return r;
+        if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_ETIMEDOUT;
+      } else if (run >= 2) {
         /* Wait for a run of free slots (the slot `run` past the tail free), polled every few pauses. */
         for (int k = 1; k < backoff; k++) weft__cpu_relax();
         if (backoff < CHAN_SPIN_BACKOFF) backoff *= 2;
@@ -182,10 +187,6 @@ static int chan_send(weft_ctx *ctx, weft_chan *ch, const void *elem, int64_t dea
         if (atomic_load_explicit(chan__seq(chan__slot(ch, p)), memory_order_relaxed) != 2 * p) continue;
       }
       if ((r = chan__ring_send(ch, elem)) != WEFT_EFULL) return r; /* sent, or closed */
-      if ((i & 31) == 1) {
-        if (ctx && (r = weft_ctx_err(ctx)) != 0) return r;
-        if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_ETIMEDOUT;
-      }
     }
   }
   return chan_block(ctx, deadline, ch, true, (void *)elem);

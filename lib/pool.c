@@ -214,8 +214,6 @@ static unsigned bucket(int64_t ns) {
   return b < HBUCKETS ? b : HBUCKETS - 1;
 }
 
-/* Runs (or discards) one job. wk is the worker running it, or NULL for the shutdown thread (discard
- * only: the pool's context is done by then). `queued` says whether it came from the queue (counts in fin). */
 /* The fn of a slot that carries a record (never called). */
 static int rec_marker(weft_ctx *ctx, void *arg) {
   (void)ctx;
@@ -223,6 +221,9 @@ static int rec_marker(weft_ctx *ctx, void *arg) {
   return WEFT_EINVAL;
 }
 
+/* Runs (or discards) one job. wk is the worker running it, or NULL for the shutdown thread (discard
+ * only: the pool's context is done by then). `queued` says whether it came from the queue (counts in fin).
+ * worker_main() runs plain jobs itself; everything else comes here. */
 static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued) {
   struct weft__job *r = s->fn == rec_marker ? s->arg : NULL;
   weft_job_fn fn = r ? r->fn : s->fn;
