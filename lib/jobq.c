@@ -223,6 +223,7 @@ WEFT__NO_TSAN static int lane_put(lane *l, const weft__jslot *s) {
     int64_t dif = (int64_t)(ck_pr_load_64(&v->seq) - 2 * p);
     if (dif == 0) {
       if (ck_pr_cas_64_value(&l->tail, t, t + 2, &t)) {
+        ck_pr_fence_acquire(); /* the slot's last reader (its free store, seen above) is done with it */
         v->fn = s->fn;
         v->arg = s->arg;
         v->ts = s->ts;
@@ -304,7 +305,7 @@ WEFT__NO_TSAN static unsigned lane_claim(lane *l, weft__jslot *out, unsigned max
       out[i].fn = v->fn;
       out[i].arg = v->arg;
       out[i].ts = v->ts;
-      ck_pr_fence_store(); /* the copy is done before the slot is handed back (loads before a store) */
+      ck_pr_fence_release(); /* the copy is done before the slot is handed back (loads before a store) */
       ck_pr_store_64(&v->seq, 2 * (h + i + l->cmask + 1));
     }
     return (unsigned)k;
