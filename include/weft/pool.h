@@ -137,7 +137,7 @@ typedef struct weft_pool_report {
 } weft_pool_report;
 
 /* A worker takes up to this many queued jobs at once; see still_running. */
-#define WEFT_POOL_CLAIM 8
+#define WEFT_POOL_CLAIM 16
 
 /* After cancelling, shutdown in drain mode waits at most this long for running jobs to return. */
 #define WEFT_POOL_SETTLE WEFT_MS(100)
