@@ -131,8 +131,9 @@ typedef struct vslot {
 typedef struct lane {
   /* consumers: CAS'd by the owner and by thieves */
   uint64_t head __attribute__((aligned(CL)));
-  vslot *cbuf; /* the consumers' copy of the ring's shape */
-  uint64_t cmask;
+  vslot *cbuf; /* the consumers' copy of the ring's shape and logical capacity (the producers' line is
+                * written by every push: a consumer reading it would pull it over on every claim) */
+  uint64_t cmask, ccap;
   /* producers: position << 1 | CLOSED, CAS'd by every producer; the ring's shape, and a cached head
    * (a lower bound, refreshed only when the lane looks full) for a logical capacity below the ring's */
   uint64_t tail __attribute__((aligned(CL)));
@@ -188,7 +189,7 @@ int weft__jobq_create(weft__jobq **out, unsigned nlanes, size_t cap) {
   q->cap = (size_t)(per * nlanes);
   for (unsigned i = 0; i < nlanes; i++) {
     lane *l = &q->lanes[i];
-    l->cap = per;
+    l->cap = l->ccap = per;
     l->pmask = l->cmask = sz - 1;
     l->pfd = sz >= 4 * PREFETCH_AHEAD ? PREFETCH_AHEAD : sz / 4;
     l->state = LANE_SPINNING;
@@ -361,7 +362,7 @@ WEFT__NO_TSAN unsigned weft__jobq_get(weft__jobq *q, unsigned self, weft__jslot 
   lane *me = &q->lanes[self];
   /* A full batch, or nothing yet: a worker that keeps up with its producer would otherwise take one or
    * two jobs at a time, reading every line while it is being written (see the design notes). */
-  unsigned k = lane_claim(me, out, max, true, max < me->cap ? max : me->cap);
+  unsigned k = lane_claim(me, out, max, true, max < me->ccap ? max : me->ccap);
   if (WEFT__LIKELY(k)) return k;
   ck_pr_store_32(&me->state, LANE_SPINNING);
   /* Probe 1 only yields (after the steal and close checks): whatever is there is taken after that. */
