@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -180,13 +181,25 @@ static int walk(weft_ctx *ctx, weft_emitter *em, void *arg) {
 
 /* ---- read and hash --------------------------------------------------------------------------------- */
 
+/* Newlines in p[0..n), eight bytes at a time: a byte of x ^ 0x0a.. is zero exactly where p has '\n', and
+ * ~(((v & 0x7f..) + 0x7f..) | v | 0x7f..) has 0x80 in exactly those bytes (no carry crosses a byte, unlike
+ * the usual has-zero test). The per-byte counts are summed every 255 words, before a byte can overflow.
+ * (memchr once per line was an eighth of the program's time on /usr/share's 14.7 million lines.) */
 static uint64_t count_lines(const unsigned char *p, size_t n) {
+  const uint64_t ones = 0x0101010101010101u, low7 = 0x7f7f7f7f7f7f7f7fu, nl = ones * '\n';
   uint64_t lines = 0;
-  const unsigned char *end = p + n;
-  while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-    lines++;
-    p++;
+  while (n >= 8) {
+    uint64_t acc = 0; /* eight byte-wide counters */
+    for (unsigned k = 0; k < 255 && n >= 8; k++, p += 8, n -= 8) {
+      uint64_t v;
+      memcpy(&v, p, 8);
+      v ^= nl;
+      acc += ~(((v & low7) + low7) | v | low7) >> 7;
+    }
+    acc = (acc & 0x00ff00ff00ff00ffu) + ((acc >> 8) & 0x00ff00ff00ff00ffu); /* four 16-bit sums */
+    lines += (acc * 0x0001000100010001u) >> 48;
   }
+  while (n-- > 0) lines += *p++ == '\n';
   return lines;
 }
 
@@ -378,6 +391,10 @@ static void usage(void) {
 int main(int argc, char **argv) {
   app a = {.root = "/usr/share", .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
   long workers = sysconf(_SC_NPROCESSORS_ONLN);
+  /* File buffers (up to READ_WHOLE_MAX) come from the heap and go back to it, rather than each being a
+   * fresh mapping the kernel must zero and unmap (that was 5% of the time). */
+  mallopt(M_MMAP_THRESHOLD, 2 * READ_WHOLE_MAX);
+  mallopt(M_TRIM_THRESHOLD, 64 * READ_WHOLE_MAX);
   int opt;
   while ((opt = getopt(argc, argv, "j:qh")) != -1) {
     switch (opt) {
