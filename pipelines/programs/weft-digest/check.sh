@@ -19,6 +19,7 @@ if [ -z "$dir" ]; then
   head -c 3000000 /dev/urandom > "$dir/a/b/c/big.bin"            # streamed by the hash stage
   seq 1 200000 > "$dir/a/b/c/lines.txt"                           # ~1.3 MB of lines: streamed too
   head -c 1048576 /dev/urandom > "$dir/a/exactly-1MiB"            # read whole
+  head -c 70001 /dev/zero | tr '\0' '\n' > "$dir/a/newlines-only"  # every byte counted: 255-word blocks full
   for i in $(seq 1 300); do printf 'file %d\n%.0s' "$i" $(seq 1 $((i % 7))) > "$dir/a/b/f$i"; done
   ln -s ../one "$dir/a/b/link-to-one"
 fi
