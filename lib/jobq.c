@@ -27,21 +27,24 @@
  * slots with one CAS on the head. Nobody polls a word the other side writes on every operation.
  *
  * Keeping the slot lines out of each other's way (2026-12, Intel Xeon VM whose cross-core line round trip,
- * weft-bench line_rtt, was 114-121 ns all day; pool_tiny, best of 3 each). A push's stores that miss wait
- * in the store buffer, and the next push's locked CAS waits for them to drain: every slot line the
- * submitter has to fetch back from a worker costs it a whole round trip. Two of those a job came from two
- * habits: a worker that keeps up with the submitter claims one or two jobs at a time, reading each slot
- * line while the submitter is still writing it (and stealing it back); and a freed line sits in the
- * worker's cache until the submitter comes round the ring to it. So (a) a worker that has just run a batch
- * claims only a full batch (WEFT_POOL_CLAIM, 16) and tests for one by reading the batch's last slot first;
- * if it is not there, it yields once and then takes whatever is published, so a lone job still starts
- * after one idle probe; and (b) a push prefetches for writing the slot PREFETCH_AHEAD (128) positions
- * ahead, a line the workers finished with long ago. pool_tiny: 31-36 ns/job before; (a) alone 28-29;
- * (b) alone 17-18 (prefetch 64 ahead; 128 ahead without (a): 31-35); both, claim 8: 15-16; both, claim 16:
- * 12.3-13.5 (claim 32: no better); pool_tiny_4sub 56 -> 17. A yield for (a) or a spin of 128 pauses
- * measured the same; a spin of 32 pauses was not enough (23-25), and a pause's length varies between
- * processors, a yield's purpose does not. prefetchw (the write-intent instruction) and a read prefetch
- * measured the same here; GCC's __builtin_prefetch(p, 1) emits the read form unless the target has it.
+ * weft-bench line_rtt, was 112-163 ns all day; pool_tiny, best of 3 each). A push's stores that miss wait in
+ * the store buffer, and the next push's locked CAS waits for them to drain: every slot line the submitter
+ * has to fetch back from a worker costs it a whole round trip. Those came from two habits: a worker that
+ * keeps up with the submitter claims one or two jobs at a time, reading each slot line while the submitter
+ * is still writing it (and so taking it away); and a freed line stays in the worker's cache until the
+ * submitter comes round the ring to it. So (a) a worker that has just run a batch claims only a full batch
+ * (WEFT_POOL_CLAIM, 16) and tests for one by reading the batch's last slot first; if it is not there, it
+ * yields once and then takes whatever is published, so a lone job still starts after one idle probe; and (b)
+ * a push prefetches for writing the slot PREFETCH_AHEAD (128) positions ahead, a line the workers finished
+ * with long ago. pool_tiny: 31-36 ns/job before; (a) alone 28-29; (b) alone 17-18 (prefetch 64 ahead; 128
+ * ahead without (a): 31-35); both, claim 8: 15-16; both, claim 16: 12.3-13.5 (claim 32: no better).
+ * pool_tiny_4sub, bimodal from one process to the next: 52-100 before, 13-26 or 46-88 after. The test for a
+ * full batch must read nothing on the producers' line: clamping the batch with the producers' copy of the
+ * capacity (cap, next to the tail) instead of the consumers' (ccap) pulled that line over on every claim:
+ * 24-27 ns/job. A yield for (a) or a spin of 128 pauses measured the same; a spin of 32 pauses was not
+ * enough (23-25), and a pause's length varies between processors, a yield's purpose does not. prefetchw (the
+ * write-intent form) and a read prefetch measured the same here; GCC's __builtin_prefetch(p, 1) emits the
+ * read form unless the target has prefetchw.
  *
  * ck variants used: ck_pr (load/store/CAS/or/fences: a plain mov on x86 for the loads and stores, lock
  * cmpxchg for the claims, lock or for close). ck_ring itself is not used: its SP enqueue reads c_head every
