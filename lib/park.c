@@ -22,6 +22,7 @@ static uint32_t next_bit;
 static pthread_key_t self_key;
 static pthread_once_t self_once = PTHREAD_ONCE_INIT;
 static _Thread_local weft__waiter *self;
+_Thread_local void (*weft__park_hook)(void);
 
 /* Records for threads whose first blocking call meets an allocation failure: blocking must not fail for
  * want of a few dozen bytes. Static, so type-stable like the others; recycled through free_list too. */
@@ -86,6 +87,7 @@ int weft__waiter_wait(weft__waiter *w, const weft_ctx *ctx, int64_t deadline) {
     }
     weft__cpu_relax();
   }
+  if (weft__park_hook != NULL) weft__park_hook();
   for (;;) {
     atomic_store(&w->sleeping, 1);
     uint32_t v = atomic_fetch_or(word, WEFT__WORD_SLEEPERS) | WEFT__WORD_SLEEPERS;

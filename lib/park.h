@@ -63,6 +63,11 @@ static inline uint32_t weft__waiter_token(weft__waiter *w) {
   return atomic_load_explicit(&w->token, memory_order_acquire);
 }
 
+/* Called by weft__waiter_wait() on this thread when a wait outlasts its spin, just before the thread
+ * sleeps; NULL for none. A pool worker sets it so that the jobs it has taken but not started go back to
+ * the queue when the job it runs blocks (pool.c). */
+extern _Thread_local void (*weft__park_hook)(void);
+
 /* The futex word threads blocked under ctx sleep on (NULL when ctx can never be cancelled); used by the
  * context code to wake them all on cancel. Defined in ctx.c. */
 _Atomic uint32_t *weft__ctx_wake_word(const weft_ctx *ctx);

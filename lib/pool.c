@@ -22,6 +22,14 @@
  *   stores its progress, fences, reads the counter, and only if it is non-zero takes `mu` and signals the
  *   nodes with that key. Waiters re-check their condition after every wake-up.
  * - Lock order: mu only; never held while a job, a discard callback or a context call runs.
+ * - Taken but not started. A worker takes up to WEFT_POOL_CLAIM jobs at once (jobq.c says why) and runs
+ *   them in order, so the ones after the running job are invisible to other workers. If the running job
+ *   waits for one of them (a future, a semaphore, a channel fed by a later job), the wait would never end
+ *   while other workers idle. So a worker sets park.c's hook: when the job's weft wait outlasts its spin,
+ *   the jobs still held go back to the queue (hand_back(): pushed from the last; a full or closed queue
+ *   keeps the rest, run or discarded afterwards as before). Such a job was pushed twice; `requeued` per
+ *   worker counts those pushes, and pushed_net() (pushed - requeued) is what quiescence and the report's
+ *   `submitted` count. A job that blocks outside weft (a plain pthread or sleep call) hands nothing back.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -53,6 +61,10 @@ typedef struct worker {
   _Atomic uint64_t fin; /* queued jobs that ended */
   _Atomic uint64_t completed, failed, cbs, cwr, inline_sub, running, samples;
   _Atomic uint64_t hist_wait[HBUCKETS], hist_run[HBUCKETS];
+  _Atomic uint64_t requeued; /* jobs this worker had taken and pushed back (hand_back()) */
+  /* this worker's thread only: the jobs of the current batch after the one running */
+  weft__jslot *held;
+  unsigned nheld;
   weft_pool *pool;
   unsigned index;
   pthread_t thread;
@@ -145,6 +157,15 @@ static int wait_until(weft_pool *p, const void *key, _Atomic uint32_t *counter, 
   }
 }
 
+/* Jobs pushed onto the queue, each counted once: a job a worker handed back was pushed twice. Every
+ * requeued count is read before the queue's pushed counts, and written after the push it counts, so the
+ * result never falls below the truth. */
+static uint64_t pushed_net(weft_pool *p) {
+  uint64_t r = 0;
+  for (unsigned i = 0; i < p->nworkers; i++) r += atomic_load_explicit(&p->workers[i].requeued, memory_order_acquire);
+  return weft__jobq_pushed(p->q) - r;
+}
+
 static uint64_t ended_queued(weft_pool *p) {
   uint64_t f = atomic_load_explicit(&p->ext_fin, memory_order_acquire);
   for (unsigned i = 0; i < p->nworkers; i++) f += atomic_load_explicit(&p->workers[i].fin, memory_order_acquire);
@@ -155,7 +176,7 @@ static bool quiescent(weft_pool *p, void *unused) {
   (void)unused;
   uint64_t f = ended_queued(p); /* every fin before the pushed counts: see the design notes */
   atomic_thread_fence(memory_order_seq_cst);
-  return f == weft__jobq_pushed(p->q);
+  return f == pushed_net(p);
 }
 
 /* ---- job records -------------------------------------------------------------------------------- */
@@ -285,10 +306,27 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
   }
 }
 
+/* The park hook of a worker thread (park.h): the job it runs is about to sleep in a weft wait, so the jobs
+ * it took with that job and has not started go back to the queue, for idle workers to run. Without this,
+ * a job waiting for a job of its own batch would wait forever while other workers idle. They are pushed
+ * from the last; a push that fails (queue full: every worker has work; or closed: shutdown) keeps the rest
+ * here, run or discarded after the blocking job returns, as before. */
+static void hand_back(void) {
+  worker *wk = tl_worker;
+  if (wk == NULL || wk->nheld == 0) return;
+  weft_pool *p = wk->pool;
+  while (wk->nheld > 0 && weft__jobq_push(p->q, &wk->held[wk->nheld - 1]) == 0) {
+    wk->nheld--;
+    atomic_store_explicit(&wk->requeued, atomic_load_explicit(&wk->requeued, memory_order_relaxed) + 1,
+                          memory_order_release);
+  }
+}
+
 static void *worker_main(void *a) {
   worker *wk = a;
   weft_pool *p = wk->pool;
   tl_worker = wk;
+  weft__park_hook = hand_back;
   weft__jobq_attach(p->q, wk->index, weft__waiter_self());
   weft__jslot batch[WEFT__JOBQ_BATCH];
   unsigned n;
@@ -301,6 +339,8 @@ static void *worker_main(void *a) {
     uint64_t ended = 0, ok = 0;
     for (unsigned i = 0; i < n; i++) {
       const weft__jslot *s = &batch[i];
+      wk->held = &batch[i + 1];
+      wk->nheld = n - i - 1;
       if (WEFT__LIKELY(s->fn != rec_marker && s->ts == 0 && weft_ctx_err(ctx) == 0)) {
         atomic_store_explicit(&wk->running, 1, memory_order_relaxed);
         int rc = s->fn(ctx, s->arg);
@@ -313,7 +353,9 @@ static void *worker_main(void *a) {
       } else {
         run_job(p, wk, s, true);
       }
+      n = i + 1 + wk->nheld; /* the job may have handed the rest back */
     }
+    wk->nheld = 0;
     atomic_store_explicit(&wk->completed, atomic_load_explicit(&wk->completed, memory_order_relaxed) + ok,
                           memory_order_relaxed);
     atomic_store_explicit(&wk->fin, atomic_load_explicit(&wk->fin, memory_order_relaxed) + ended,
@@ -322,6 +364,7 @@ static void *worker_main(void *a) {
     if (atomic_load_explicit(&p->nwait_all, memory_order_relaxed) != 0 && quiescent(p, NULL))
       notify(p, &p->all_key);
   }
+  weft__park_hook = NULL;
   tl_worker = NULL;
   return NULL;
 }
@@ -513,7 +556,7 @@ static void fill_report(weft_pool *p, weft_pool_report *rep) {
     r.canceled_while_running += atomic_load(&wk->cwr);
     inl += atomic_load(&wk->inline_sub);
   }
-  r.submitted = weft__jobq_pushed(p->q) + inl;
+  r.submitted = pushed_net(p) + inl;
   uint64_t ended = r.completed + r.failed + r.canceled_before_start + r.canceled_while_running;
   WEFT__ASSERT(ended <= r.submitted);
   r.still_running = r.submitted - ended;

@@ -199,6 +199,57 @@ WEFT_TEST(pool, job_context_joins_submitter_ctx_and_timeout) {
   cr_assert_eq(rep.submitted, 3);
 }
 
+/* A job that waits for jobs submitted after it. A worker takes several queued jobs at once; when the job
+ * it runs blocks, the ones it took and has not started must go back to the queue for an idle worker
+ * (pool.c, hand_back), or the wait never ends although a worker is free. Both workers are first held by
+ * gate jobs, so the waiter and the eight signallers are queued together (alternating between the two
+ * workers' queues) and each worker takes its share at once when the gates open. */
+static weft_sem *hb_gate, *hb_started, *hb_signals;
+static int hb_gate_job(weft_ctx *ctx, void *arg) {
+  (void)arg;
+  weft_sem_release(hb_started, 1);
+  return weft_sem_acquire(hb_gate, ctx, 1);
+}
+static int hb_waiter_job(weft_ctx *ctx, void *arg) {
+  (void)arg;
+  return weft_sem_acquire(hb_signals, ctx, 8);
+}
+static int hb_signal_job(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  (void)arg;
+  return weft_sem_release(hb_signals, 1);
+}
+
+WEFT_TEST(pool, job_waiting_for_later_jobs_gets_them_run_by_idle_worker) {
+  cr_assert_eq(weft_sem_create(2, &hb_gate), 0);
+  cr_assert_eq(weft_sem_create(2, &hb_started), 0);
+  cr_assert_eq(weft_sem_create(8, &hb_signals), 0);
+  cr_assert_eq(weft_sem_try_acquire(hb_gate, 2), 0); /* every semaphore starts empty */
+  cr_assert_eq(weft_sem_try_acquire(hb_started, 2), 0);
+  cr_assert_eq(weft_sem_try_acquire(hb_signals, 8), 0);
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 2;
+  o.queue_cap = 64;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  weft_ctx *limit;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(20), &limit), 0);
+  for (int i = 0; i < 2; i++) cr_assert_eq(weft_pool_submit(p, NULL, hb_gate_job, NULL), 0);
+  cr_assert_eq(weft_sem_acquire(hb_started, limit, 2), 0); /* both workers are inside a gate job */
+  cr_assert_eq(weft_pool_submit(p, NULL, hb_waiter_job, NULL), 0);
+  for (int i = 0; i < 8; i++) cr_assert_eq(weft_pool_submit(p, NULL, hb_signal_job, NULL), 0);
+  cr_assert_eq(weft_sem_release(hb_gate, 2), 0);
+  cr_assert_eq(weft_pool_wait_all(p, limit), 0, "the waiter still waits for signallers its worker holds");
+  weft_pool_report rep;
+  weft_pool_destroy(p, &rep);
+  cr_assert_eq(rep.submitted, 11);
+  cr_assert_eq(rep.completed, 11);
+  weft_ctx_end(limit);
+  weft_sem_destroy(hb_gate);
+  weft_sem_destroy(hb_started);
+  weft_sem_destroy(hb_signals);
+}
+
 WEFT_TEST(pool, default_job_timeout_applies) {
   weft_pool_opts o = WEFT_POOL_OPTS_INIT;
   o.workers = 1;

@@ -25,6 +25,12 @@ static int stress_job(weft_ctx *ctx, void *arg) {
   size_t id = (size_t)(uintptr_t)arg;
   if (atomic_load(&jobs[id].discarded)) atomic_fetch_add(&after_discard, 1);
   atomic_fetch_add(&jobs[id].ran, 1);
+  /* About one in 128 blocks in a weft wait long enough to park, so its worker hands the jobs it took
+   * with it back to the queue (pool.c, hand_back) while others are submitted, run and discarded. */
+  if ((id * 40503u) % 128 == 0) {
+    int rc = weft_ctx_sleep(ctx, WEFT_MS(1));
+    if (rc != 0) return rc;
+  }
   return (id * 2654435761u) % 7 == 0 ? -100 : 0; /* about one in seven fails */
 }
 

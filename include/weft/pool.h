@@ -136,10 +136,12 @@ typedef struct weft_pool_report {
                                     * discarded once it returns, and the final report counts them */
 } weft_pool_report;
 
-/* A worker takes up to this many queued jobs from its queue at once (a full batch when that many are
- * queued: fewer claims, and the submitter's cache lines left alone), then runs them in order; the jobs
- * it took wait behind the one it is running and cannot be taken by another worker. Submit long jobs that
- * must not hold others back to a pool of their own. See also still_running. */
+/* A worker takes up to this many queued jobs from its queue at once (a full batch when that many are queued:
+ * fewer claims, and the submitter's cache lines left alone), then runs them in order. While it runs one, the
+ * others wait behind it, except that when the running job blocks in a weft wait (a future, a channel, a
+ * semaphore, weft_ctx_sleep/wait, a submit to another full pool) past a brief spin, they go back to the
+ * queue for other workers. A job that is merely long, or blocks outside weft, keeps them: submit such jobs
+ * to a pool of their own if others must not wait behind them. See also still_running. */
 #define WEFT_POOL_CLAIM 16
 
 /* After cancelling, shutdown in drain mode waits at most this long for running jobs to return. */
