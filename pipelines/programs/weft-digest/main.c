@@ -268,9 +268,16 @@ static int stream(weft_ctx *ctx, job *j, unsigned char *buf) {
 }
 
 static pthread_key_t chunk_key;
+/* WEFT_DIGEST_DELAY_MS: each file waits this long in the hash stage, under the run's context (for the
+ * interruption test, interrupt.sh, which needs a run that lasts; 0 = none). */
+static int64_t hash_delay;
 
 static int hash_stage(weft_ctx *ctx, const void *in, void *out, void *arg) {
   job *j = *(job *const *)in;
+  if (hash_delay > 0) {
+    int rc = weft_ctx_sleep(ctx, hash_delay);
+    if (rc != 0) return rc; /* cancelled: not consumed, weft releases the job */
+  }
   if (j->err == 0) {
     if (j->have) {
       j->hash = XXH3_64bits(j->data, j->size);
@@ -395,6 +402,8 @@ int main(int argc, char **argv) {
    * fresh mapping the kernel must zero and unmap (that was 5% of the time). */
   mallopt(M_MMAP_THRESHOLD, 2 * READ_WHOLE_MAX);
   mallopt(M_TRIM_THRESHOLD, 64 * READ_WHOLE_MAX);
+  const char *delay = getenv("WEFT_DIGEST_DELAY_MS");
+  if (delay != NULL) hash_delay = WEFT_MS(atol(delay));
   int opt;
   while ((opt = getopt(argc, argv, "j:qh")) != -1) {
     switch (opt) {
@@ -487,11 +496,13 @@ int main(int argc, char **argv) {
   int status = (unreadable || atomic_load(&a.dirs_unreadable)) ? 1 : 0;
   if (rc != 0 || rep.drained) {
     if (rc == 0)
-      printf("# interrupted: drained. Every file found was processed; the walk stopped with %llu directories "
-             "not visited.\n", (unsigned long long)a.dirs_left);
+      printf("# interrupted: drained. All %llu files found were processed; the walk stopped with %llu "
+             "directories not visited.\n", (unsigned long long)atomic_load(&a.files_found),
+             (unsigned long long)a.dirs_left);
     else if (atomic_load(&a.interrupted) >= 2)
-      printf("# interrupted: cancelled. Processed %zu files; %llu files in flight were not processed; the walk "
-             "stopped with %llu directories not visited.\n", a.nres, (unsigned long long)atomic_load(&a.not_processed),
+      printf("# interrupted: cancelled. Processed %zu of the %llu files found; %llu files in flight were not "
+             "processed; the walk stopped with %llu directories not visited.\n", a.nres,
+             (unsigned long long)atomic_load(&a.files_found), (unsigned long long)atomic_load(&a.not_processed),
              (unsigned long long)a.dirs_left);
     else
       printf("# failed: %s in stage %s; processed %zu files, %llu not processed.\n", weft_strerror(rc),

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Ctrl-C on weft-digest: once drains, twice cancels (README). Each case runs the program on a tree of
+# 200 files with WEFT_DIGEST_DELAY_MS set, so the run lasts seconds, sends SIGINT once the pipeline's
+# threads are up (read from /proc, not guessed from time), and checks the outcome, not the timing:
+#   drain:  exit 130, "interrupted: drained", every file the walk had found listed (the walk stops at the
+#           signal; bounded channels keep it only a few files ahead, so fewer than 200), and every line's
+#           checksum, size and line count right;
+#   cancel: exit 130, "interrupted: cancelled", processed + not processed = found, at least one not
+#           processed, and every line that is printed right.
+#   interrupt.sh WEFT_DIGEST
+set -euo pipefail
+bin=$1
+dir=$(mktemp -d "${TMPDIR:-/tmp}/weft-digest-int.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+mkdir "$dir/tree"
+for i in $(seq 1 200); do printf 'file %d\nline two\n' "$i" > "$dir/tree/f$i"; done
+
+fail() { echo "interrupt.sh: $*" >&2; exit 1; }
+
+# Waits until the program runs its pipeline (walk + 2 read + 2 hash workers + sink: 7 threads or more).
+wait_running() {
+  local pid=$1 n
+  for _ in $(seq 1 500); do
+    kill -0 "$pid" 2>/dev/null || fail "weft-digest ended before it could be interrupted"
+    n=$(ls "/proc/$pid/task" 2>/dev/null | wc -l)
+    [ "$n" -ge 7 ] && return 0
+    sleep 0.01
+  done
+  fail "weft-digest did not start its pipeline within 5 s"
+}
+
+# Every listed file's checksum, size and line count, checked against xxhsum, stat and wc.
+check_lines() {
+  local out=$1 n=0 h size lines path
+  while read -r h size lines path; do
+    [ "$(xxhsum -H3 "$path" 2>/dev/null | sed -E 's/^XXH3 \(.*\) = //')" = "$h" ] || fail "wrong checksum: $path"
+    [ "$(stat -c %s "$path")" = "$size" ] || fail "wrong size: $path"
+    [ "$(wc -l < "$path")" = "$lines" ] || fail "wrong line count: $path"
+    n=$((n + 1))
+  done < <(grep -v '^#' "$out")
+  echo "$n"
+}
+
+run_case() { # run_case SIGNALS DELAY_MS OUT -> exit status
+  local signals=$1 delay=$2 out=$3 pid rc=0
+  WEFT_DIGEST_DELAY_MS=$delay WEFT_DIGEST_NO_PROGRESS=1 "$bin" -j 2 "$dir/tree" > "$out" 2> "$out.err" &
+  pid=$!
+  wait_running "$pid"
+  kill -INT "$pid"
+  if [ "$signals" = 2 ]; then
+    # The first signal's handler arms the second; give it time to, then cancel.
+    sleep 0.3
+    kill -0 "$pid" 2>/dev/null || fail "weft-digest ended before the second signal"
+    kill -INT "$pid"
+  fi
+  wait "$pid" || rc=$?
+  echo "$rc"
+}
+
+# Drain: 200 files x 20 ms over 2 hash workers = 2 s.
+rc=$(run_case 1 20 "$dir/drain")
+[ "$rc" = 130 ] || { cat "$dir/drain" "$dir/drain.err" >&2; fail "drain: exit $rc, want 130"; }
+line=$(grep '^# interrupted: drained' "$dir/drain") || fail "drain: no 'interrupted: drained' summary"
+found=$(sed -E 's/.*All ([0-9]+) files found were processed.*/\1/' <<< "$line")
+n=$(check_lines "$dir/drain")
+[ "$n" = "$found" ] || fail "drain: $n files listed, the walk found $found"
+{ [ "$n" -ge 1 ] && [ "$n" -lt 200 ]; } || fail "drain: $n files listed: the signal did not stop the walk"
+
+# Cancel: 200 files x 100 ms over 2 hash workers = 10 s, cut short twice.
+rc=$(run_case 2 100 "$dir/cancel")
+[ "$rc" = 130 ] || { cat "$dir/cancel" "$dir/cancel.err" >&2; fail "cancel: exit $rc, want 130"; }
+line=$(grep '^# interrupted: cancelled' "$dir/cancel") || fail "cancel: no 'interrupted: cancelled' summary"
+done_n=$(sed -E 's/.*Processed ([0-9]+) of the.*/\1/' <<< "$line")
+found_c=$(sed -E 's/.*of the ([0-9]+) files found.*/\1/' <<< "$line")
+lost_n=$(sed -E 's/.*; ([0-9]+) files in flight were not processed.*/\1/' <<< "$line")
+n=$(check_lines "$dir/cancel")
+[ "$n" = "$done_n" ] || fail "cancel: $n files listed, summary says $done_n"
+[ "$lost_n" -ge 1 ] || fail "cancel: nothing was left unprocessed ($line)"
+[ $((done_n + lost_n)) = "$found_c" ] || fail "cancel: processed $done_n + not processed $lost_n != $found_c found"
+echo "weft-digest interrupt check passed (drain: $found of $found found; cancel: $done_n processed, $lost_n not)"
