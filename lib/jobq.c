@@ -368,7 +368,8 @@ WEFT__NO_TSAN unsigned weft__jobq_get(weft__jobq *q, unsigned self, weft__jslot 
   unsigned k = lane_claim(me, out, max, true, max < me->ccap ? max : me->ccap);
   if (WEFT__LIKELY(k)) return k;
   ck_pr_store_32(&me->state, LANE_SPINNING);
-  /* Probe 1 only yields (after the steal and close checks): whatever is there is taken after that. */
+  /* Probe 1 only checks for close and yields, giving the producer time to get ahead; from probe 2 on,
+   * whatever is published is taken. */
   for (unsigned probe = 1;; probe++) {
     if (probe > 1 && (k = lane_claim(me, out, max, true, 1)) != 0) break;
     if (probe % STEAL_EVERY == 0 && (k = steal(q, self, out, max)) != 0) break;

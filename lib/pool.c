@@ -26,7 +26,7 @@
  *   them in order, so the ones after the running job are invisible to other workers. If the running job
  *   waits for one of them (a future, a semaphore, a channel fed by a later job), the wait would never end
  *   while other workers idle. So a worker sets park.c's hook: when the job's weft wait outlasts its spin,
- *   the jobs still held go back to the queue (hand_back(): pushed from the last; a full or closed queue
+ *   the jobs still held go back to the queue (hand_back(): pushed in their order; a full or closed queue
  *   keeps the rest, run or discarded afterwards as before). Such a job was pushed twice; `requeued` per
  *   worker counts those pushes, and pushed_net() (pushed - requeued) is what quiescence and the report's
  *   `submitted` count. A job that blocks outside weft (a plain pthread or sleep call) hands nothing back.
@@ -62,8 +62,9 @@ typedef struct worker {
   _Atomic uint64_t completed, failed, cbs, cwr, inline_sub, running, samples;
   _Atomic uint64_t hist_wait[HBUCKETS], hist_run[HBUCKETS];
   _Atomic uint64_t requeued; /* jobs this worker had taken and pushed back (hand_back()) */
-  /* this worker's thread only: the jobs of the current batch after the one running */
-  weft__jslot *held;
+  /* this worker's thread only: the jobs of the current batch after the one running are the last nheld
+   * before held_end */
+  const weft__jslot *held_end;
   unsigned nheld;
   weft_pool *pool;
   unsigned index;
@@ -308,14 +309,14 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
 
 /* The park hook of a worker thread (park.h): the job it runs is about to sleep in a weft wait, so the jobs
  * it took with that job and has not started go back to the queue, for idle workers to run. Without this,
- * a job waiting for a job of its own batch would wait forever while other workers idle. They are pushed
- * from the last; a push that fails (queue full: every worker has work; or closed: shutdown) keeps the rest
- * here, run or discarded after the blocking job returns, as before. */
+ * a job waiting for a job of its own batch would wait forever while other workers idle. They go in their
+ * order; a push that fails (queue full: every worker has work; or closed: shutdown) keeps the rest, which
+ * are then the last of the batch, run or discarded after the blocking job returns, as before. */
 static void hand_back(void) {
   worker *wk = tl_worker;
   if (wk == NULL || wk->nheld == 0) return;
   weft_pool *p = wk->pool;
-  while (wk->nheld > 0 && weft__jobq_push(p->q, &wk->held[wk->nheld - 1]) == 0) {
+  while (wk->nheld > 0 && weft__jobq_push(p->q, wk->held_end - wk->nheld) == 0) {
     wk->nheld--;
     atomic_store_explicit(&wk->requeued, atomic_load_explicit(&wk->requeued, memory_order_relaxed) + 1,
                           memory_order_release);
@@ -337,9 +338,9 @@ static void *worker_main(void *a) {
      * met once the pool's context has ended, go through run_job(). */
     weft_ctx *ctx = p->ctx;
     uint64_t ended = 0, ok = 0;
+    wk->held_end = batch + n;
     for (unsigned i = 0; i < n; i++) {
       const weft__jslot *s = &batch[i];
-      wk->held = &batch[i + 1];
       wk->nheld = n - i - 1;
       if (WEFT__LIKELY(s->fn != rec_marker && s->ts == 0 && weft_ctx_err(ctx) == 0)) {
         atomic_store_explicit(&wk->running, 1, memory_order_relaxed);
@@ -353,7 +354,7 @@ static void *worker_main(void *a) {
       } else {
         run_job(p, wk, s, true);
       }
-      n = i + 1 + wk->nheld; /* the job may have handed the rest back */
+      i = n - 1 - wk->nheld; /* the job may have handed back the first of those held: go on with the rest */
     }
     wk->nheld = 0;
     atomic_store_explicit(&wk->completed, atomic_load_explicit(&wk->completed, memory_order_relaxed) + ok,
