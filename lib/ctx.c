@@ -417,6 +417,10 @@ int weft_ctx_cancel(weft_ctx *c) { return weft_ctx_cancel_cause(c, 0); }
 
 void weft_ctx_end(weft_ctx *c) {
   if (c == NULL || (c->flags & WEFT__F_STATIC)) return;
+  /* A signal context stops listening now, as Go's stop() does: the signal thread may still hold a
+   * reference while it cancels, and the disposition must be restored by the time end returns, not when
+   * that reference goes (the final release calls forget again: a no-op). */
+  if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
   bool unlinked = weft__has_cancel(c) && weft__cancel(c, WEFT_ECANCELED, WEFT_ECANCELED, false) &&
                   c->kind != WEFT__K_MULTI && c->kind != WEFT__K_SIGNAL;
   if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))

@@ -170,7 +170,8 @@ WEFT_API int weft_cause_signal(int cause);
  * n == 0 means SIGINT and SIGTERM. The cause is WEFT_SIGNAL_CAUSE(signo); weft_ctx_err() says canceled.
  * While any signal context for a signal is live, weft installs a handler for it (SA_RESTART) that only
  * writes the signal number to a pipe — no lock, no allocation — and a weft thread reads the pipe and does
- * the cancelling; the previous disposition is restored when the last such context is released. The
+ * the cancelling; the previous disposition is restored when the last such context is ended
+ * (weft_ctx_end, before it returns) or released. The
  * kernel may deliver the signal to any thread that does not block it, so do not block these signals in
  * your threads (weft's own threads block every signal). A slow system call of yours interrupted by the
  * handler may return EINTR where SA_RESTART does not apply (poll, nanosleep, ...). If
