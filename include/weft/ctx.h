@@ -170,15 +170,14 @@ WEFT_API int weft_cause_signal(int cause);
  * n == 0 means SIGINT and SIGTERM. The cause is WEFT_SIGNAL_CAUSE(signo); weft_ctx_err() says canceled.
  * While any signal context for a signal is live, weft installs a handler for it (SA_RESTART) that only
  * writes the signal number to a pipe — no lock, no allocation — and a weft thread reads the pipe and does
- * the cancelling; the previous disposition is restored when the last such context is ended
- * (weft_ctx_end, before it returns) or released. The
- * kernel may deliver the signal to any thread that does not block it, so do not block these signals in
- * your threads (weft's own threads block every signal). A slow system call of yours interrupted by the
- * handler may return EINTR where SA_RESTART does not apply (poll, nanosleep, ...). If
- * `force_exit_on_second` is true, the same signal arriving again after the context was cancelled exits
- * the process at once with status 128+signo (from the handler, with _exit). SIGKILL, SIGSTOP and the
- * synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) are refused. Returns 0, WEFT_EINVAL,
- * WEFT_ENOMEM, WEFT_ESYS. */
+ * the cancelling; the previous disposition is restored when the last such context is ended (weft_ctx_end,
+ * before it returns) or released. The kernel may deliver the signal to any thread that does not block it,
+ * so do not block these signals in your threads (weft's own threads block every signal). A slow system
+ * call of yours interrupted by the handler may return EINTR where SA_RESTART does not apply (poll,
+ * nanosleep, ...). If `force_exit_on_second` is true, the same signal arriving again after the context
+ * was cancelled exits the process at once with status 128+signo (from the handler, with _exit). SIGKILL,
+ * SIGSTOP and the synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) are refused. Returns 0,
+ * WEFT_EINVAL, WEFT_ENOMEM, WEFT_ESYS. */
 WEFT_API int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool force_exit_on_second,
                                    weft_ctx **out);
 
