@@ -47,7 +47,7 @@ static void *spsc_consumer(void *p) {
   int64_t v, sum = 0;
   long count = 0;
   int rc;
-  while ((rc = weft_chan_recv(NULL, ch, &v)) == 0) sum += v, count++;
+  while ((rc = weft_chan_recv(ch, NULL, &v)) == 0) sum += v, count++;
   s->sum = sum;
   s->count = count;
   s->rc = rc;
@@ -64,15 +64,15 @@ static int bench_chan_spsc(bench_result *r) {
   int64_t t0 = bench_now_ns();
   BENCH_CHECK(pthread_create(&th, NULL, spsc_consumer, &s) == 0);
   for (int64_t i = 0; i < n; i++)
-    if (weft_chan_send(NULL, ch, &i) != 0) return 1;
+    if (weft_chan_send(ch, NULL, &i) != 0) return 1;
   weft_chan_close(ch);
   pthread_join(th, NULL);
   int64_t t1 = bench_now_ns();
   BENCH_CHECK(s.rc == WEFT_ECLOSED);
   BENCH_CHECK(s.count == s.n);
   BENCH_CHECK(s.sum == (int64_t)s.n * (s.n - 1) / 2);
-  weft_chan_stats st;
-  weft_chan_get_stats(s.ch, &st);
+  struct weft_chan_stats st;
+  weft_chan_stats(s.ch, &st);
   BENCH_CHECK(st.sends == (uint64_t)s.n && st.recvs == (uint64_t)s.n);
   r->ops = s.n;
   r->ns_per_op = (double)(t1 - t0) / (double)s.n;
@@ -100,7 +100,7 @@ static void *pp_echo(void *p) {
   const long n = s->n;
   int64_t v;
   for (long i = 0; i < n; i++) {
-    if (weft_chan_recv(NULL, ping, &v) != 0 || weft_chan_send(NULL, pong, &v) != 0) {
+    if (weft_chan_recv(ping, NULL, &v) != 0 || weft_chan_send(pong, NULL, &v) != 0) {
       s->bad = 1;
       break;
     }
@@ -121,16 +121,16 @@ static int bench_chan_pingpong(bench_result *r) {
   long ok = 0;
   for (int64_t i = 0; i < n; i++) {
     int64_t v = -1;
-    if (weft_chan_send(NULL, ping, &i) != 0 || weft_chan_recv(NULL, pong, &v) != 0) break;
+    if (weft_chan_send(ping, NULL, &i) != 0 || weft_chan_recv(pong, NULL, &v) != 0) break;
     ok += v == i;
   }
   pthread_join(th, NULL);
   int64_t t1 = bench_now_ns();
   BENCH_CHECK(!s.bad);
   BENCH_CHECK(ok == s.n);
-  weft_chan_stats a, b;
-  weft_chan_get_stats(s.ping, &a);
-  weft_chan_get_stats(s.pong, &b);
+  struct weft_chan_stats a, b;
+  weft_chan_stats(s.ping, &a);
+  weft_chan_stats(s.pong, &b);
   BENCH_CHECK(a.recvs == (uint64_t)s.n && b.recvs == (uint64_t)s.n);
   r->ops = s.n;
   r->ns_per_op = (double)(t1 - t0) / (double)s.n;
@@ -153,6 +153,7 @@ static struct {
   _Atomic int stop;
   _Atomic int floor_mode;
   weft_ctx *parent;
+  weft_cancel *parent_cancel;
   weft_chan *ch[CL_THREADS];
   _Atomic int ready[CL_THREADS];
   _Atomic pid_t tid[CL_THREADS];
@@ -178,7 +179,7 @@ static void *cl_worker(void *p) {
       while (atomic_load(&CL.floor_word) == 0) futex(&CL.floor_word, FUTEX_WAIT, 0);
     } else {
       int64_t v;
-      if (weft_chan_recv(CL.parent, CL.ch[i], &v) != WEFT_ECANCELED) atomic_store(&CL.bad, 1);
+      if (weft_chan_recv(CL.ch[i], CL.parent, &v) != WEFT_ECANCELED) atomic_store(&CL.bad, 1);
     }
     CL.t_end[i] = bench_now_ns();
     if (atomic_fetch_add(&CL.done, 1) + 1 == CL_THREADS) futex(&CL.done, FUTEX_WAKE, 1);
@@ -201,8 +202,8 @@ static bool cl_sleeping(pid_t tid) {
 static uint64_t cl_waits(void) {
   uint64_t sum = 0;
   for (int i = 0; i < CL_THREADS; i++) {
-    weft_chan_stats st;
-    weft_chan_get_stats(CL.ch[i], &st);
+    struct weft_chan_stats st;
+    weft_chan_stats(CL.ch[i], &st);
     sum += st.recv_waits;
   }
   return sum;
@@ -215,7 +216,7 @@ static int64_t cl_trial(bool floor_mode, uint64_t *waits_expected) {
   atomic_store(&CL.floor_mode, floor_mode);
   if (floor_mode) {
     atomic_store(&CL.floor_word, 0);
-  } else if (weft_ctx_with_cancel(weft_background(), &CL.parent) != 0) {
+  } else if (weft_ctx_with_cancel(weft_background(), &CL.parent, &CL.parent_cancel) != 0) {
     return -1;
   }
   atomic_fetch_add(&CL.gen, 1);
@@ -233,7 +234,7 @@ static int64_t cl_trial(bool floor_mode, uint64_t *waits_expected) {
     atomic_store(&CL.floor_word, 1);
     futex(&CL.floor_word, FUTEX_WAKE, INT_MAX);
   } else {
-    weft_ctx_cancel(CL.parent);
+    weft_ctx_cancel(CL.parent_cancel);
   }
   uint32_t d;
   while ((d = atomic_load(&CL.done)) != CL_THREADS) futex(&CL.done, FUTEX_WAIT, d);

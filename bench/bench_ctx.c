@@ -14,17 +14,19 @@
 static int derive_and_end(bench_result *r, bool timeout) {
   enum { N = 1000000 };
   weft_ctx *parent;
-  BENCH_CHECK(weft_ctx_with_cancel(weft_background(), &parent) == 0);
+  weft_cancel *parent_cancel = NULL;
+  BENCH_CHECK(weft_ctx_with_cancel(weft_background(), &parent, &parent_cancel) == 0);
   int64_t t0 = bench_now_ns();
   for (int i = 0; i < N; i++) {
     weft_ctx *c;
-    int rc = timeout ? weft_ctx_with_timeout(parent, WEFT_SEC(3600), &c) : weft_ctx_with_cancel(parent, &c);
+    weft_cancel *c_cancel = NULL;
+    int rc = timeout ? weft_ctx_with_timeout(parent, WEFT_SEC(3600), &c, &c_cancel) : weft_ctx_with_cancel(parent, &c, &c_cancel);
     if (rc != 0) return 1;
-    weft_ctx_end(c);
+    weft_ctx_end(c_cancel);
   }
   int64_t t1 = bench_now_ns();
   BENCH_CHECK(weft_ctx_live_count() == 1);
-  weft_ctx_end(parent);
+  weft_ctx_end(parent_cancel);
   r->ns_per_op = (double)(t1 - t0) / N;
   r->ops = N;
   return 0;
@@ -66,15 +68,17 @@ WEFT_BENCH(ctx_value, b_ctx_value, 12)
 static int b_tree_cancel(bench_result *r) {
   enum { KIDS = 1000, GRAND = 100, NODES = KIDS * GRAND };
   weft_ctx *root;
+  weft_cancel *root_cancel = NULL;
+  weft_cancel *unused; /* the tree is cancelled from its root and released node by node */
   weft_ctx **kids = malloc(KIDS * sizeof *kids), **grand = malloc(NODES * sizeof *grand);
   BENCH_CHECK(kids && grand);
-  BENCH_CHECK(weft_ctx_with_cancel(weft_background(), &root) == 0);
+  BENCH_CHECK(weft_ctx_with_cancel(weft_background(), &root, &root_cancel) == 0);
   for (int i = 0; i < KIDS; i++) {
-    BENCH_CHECK(weft_ctx_with_cancel(root, &kids[i]) == 0);
-    for (int j = 0; j < GRAND; j++) BENCH_CHECK(weft_ctx_with_cancel(kids[i], &grand[i * GRAND + j]) == 0);
+    BENCH_CHECK(weft_ctx_with_cancel(root, &kids[i], &unused) == 0);
+    for (int j = 0; j < GRAND; j++) BENCH_CHECK(weft_ctx_with_cancel(kids[i], &grand[i * GRAND + j], &unused) == 0);
   }
   int64_t t0 = bench_now_ns();
-  weft_ctx_cancel(root);
+  weft_ctx_cancel(root_cancel);
   long done = 0;
   for (int i = 0; i < NODES; i++) done += weft_ctx_done(grand[i]);
   for (int i = 0; i < KIDS; i++) done += weft_ctx_done(kids[i]);
@@ -104,14 +108,16 @@ static long rss_bytes(void) {
 static int b_ctx_memory(bench_result *r) {
   enum { N = 1000000 };
   weft_ctx *parent;
-  BENCH_CHECK(weft_ctx_with_cancel(weft_background(), &parent) == 0);
+  weft_cancel *parent_cancel = NULL;
+  BENCH_CHECK(weft_ctx_with_cancel(weft_background(), &parent, &parent_cancel) == 0);
+  weft_cancel *unused; /* released, not cancelled: the timers are disarmed by the release */
   weft_ctx **all = malloc(N * sizeof *all);
   BENCH_CHECK(all != NULL);
   /* Touch the benchmark's own array before measuring (a memset of zeros may be folded into calloc). */
   for (int i = 0; i < N; i++) ((weft_ctx *volatile *)all)[i] = parent;
   long before = rss_bytes();
   int64_t t0 = bench_now_ns();
-  for (int i = 0; i < N; i++) BENCH_CHECK(weft_ctx_with_timeout(parent, WEFT_SEC(3600), &all[i]) == 0);
+  for (int i = 0; i < N; i++) BENCH_CHECK(weft_ctx_with_timeout(parent, WEFT_SEC(3600), &all[i], &unused) == 0);
   int64_t t1 = bench_now_ns();
   long after = rss_bytes();
   BENCH_CHECK(weft_ctx_live_count() == (size_t)N + 1);
@@ -120,7 +126,7 @@ static int b_ctx_memory(bench_result *r) {
   static double first_per = -1;
   if (first_per < 0) first_per = (double)(after - before) / N;
   double per = first_per;
-  weft_ctx_cancel(parent);
+  weft_ctx_cancel(parent_cancel);
   for (int i = 0; i < N; i++) BENCH_CHECK(weft_ctx_err(all[i]) == WEFT_ECANCELED);
   for (int i = 0; i < N; i++) weft_ctx_release(all[i]);
   weft_ctx_release(parent);

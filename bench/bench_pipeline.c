@@ -53,7 +53,7 @@ static int bench_pipeline3(bench_result *r) {
   if (env && atol(env) > 0) n = atol(env);
   p3_sum sum = {0, 0};
   weft_pipeline *p;
-  BENCH_CHECK(weft_pipeline_create(&p, NULL) == 0);
+  BENCH_CHECK(weft_pipeline_create(NULL, &p) == 0);
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
   o.item_size = sizeof(int64_t);
   o.out_capacity = P3_CAP;

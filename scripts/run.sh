@@ -9,4 +9,4 @@ bash scripts/deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 [ $# -eq 0 ] && set -- /usr/share
-exec build/pipelines/programs/weft-digest/weft-digest "$@"
+exec build/pipelines/weft-digest/weft-digest "$@"

@@ -41,11 +41,11 @@ WEFT_TEST(chan, create_enomem) {
 WEFT_TEST(chan, null_arguments_einval) {
   weft_chan *ch = mk(sizeof(int), 2);
   int v = 1;
-  weft_chan_stats st;
+  struct weft_chan_stats st;
   cr_assert_eq(weft_chan_send(NULL, NULL, &v), WEFT_EINVAL);
-  cr_assert_eq(weft_chan_send(NULL, ch, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_send(ch, NULL, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_chan_recv(NULL, NULL, &v), WEFT_EINVAL);
-  cr_assert_eq(weft_chan_recv(NULL, ch, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_recv(ch, NULL, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_chan_try_send(NULL, &v), WEFT_EINVAL);
   cr_assert_eq(weft_chan_try_send(ch, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_chan_try_recv(NULL, &v), WEFT_EINVAL);
@@ -56,8 +56,8 @@ WEFT_TEST(chan, null_arguments_einval) {
   cr_assert_eq(weft_chan_recv_until(ch, NULL, WEFT_FOREVER), WEFT_EINVAL);
   cr_assert_eq(weft_chan_close(NULL), WEFT_EINVAL);
   cr_assert_eq(weft_chan_destroy(NULL), WEFT_EINVAL);
-  cr_assert_eq(weft_chan_get_stats(NULL, &st), WEFT_EINVAL);
-  cr_assert_eq(weft_chan_get_stats(ch, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_stats(NULL, &st), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_stats(ch, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_chan_timer_stop(NULL), WEFT_EINVAL);
   cr_assert_eq(weft_chan_timer_stop(ch), WEFT_EINVAL, "not a timer channel");
   cr_assert_eq(weft_chan_len(NULL), 0);
@@ -94,10 +94,10 @@ WEFT_TEST(chan, fifo_fill_and_drain_odd_capacity) {
 WEFT_TEST(chan, capacity_one_and_blocking_calls_without_waiting) {
   weft_chan *ch = mk(sizeof(uint64_t), 1);
   for (uint64_t i = 0; i < 1000; i++) {
-    cr_assert_eq(weft_chan_send(NULL, ch, &i), 0);
+    cr_assert_eq(weft_chan_send(ch, NULL, &i), 0);
     cr_assert_eq(weft_chan_try_send(ch, &i), WEFT_EFULL);
     uint64_t v;
-    cr_assert_eq(weft_chan_recv(weft_background(), ch, &v), 0);
+    cr_assert_eq(weft_chan_recv(ch, weft_background(), &v), 0);
     cr_assert_eq(v, i);
   }
   weft_chan_destroy(ch);
@@ -127,7 +127,7 @@ typedef struct fifo_arg {
 
 static void *fifo_producer(void *p) {
   fifo_arg *a = p;
-  for (int i = 0; i < a->n; i++) cr_assert_eq(weft_chan_send(NULL, a->ch, &(int){a->id << 20 | i}), 0);
+  for (int i = 0; i < a->n; i++) cr_assert_eq(weft_chan_send(a->ch, NULL, &(int){a->id << 20 | i}), 0);
   return NULL;
 }
 
@@ -144,7 +144,7 @@ WEFT_TEST(chan, fifo_per_producer_with_blocking) {
     int next[P] = {0};
     for (int k = 0; k < P * N; k++) {
       int v;
-      cr_assert_eq(weft_chan_recv(NULL, ch, &v), 0);
+      cr_assert_eq(weft_chan_recv(ch, NULL, &v), 0);
       int p = v >> 20, i = v & 0xfffff;
       cr_assert(p >= 0 && p < P);
       cr_assert_eq(i, next[p], "producer %d: got %d, expected %d (cap %zu)", p, i, next[p], cap);
@@ -178,7 +178,7 @@ static void *rv_receiver(void *p) {
   rv_arg *a = p;
   WAIT_UNTIL(chan_waits(a->ch, true) >= 1); /* the sender is parked */
   atomic_store(&a->stage, 1);
-  a->rc = weft_chan_recv(NULL, a->ch, &a->value);
+  a->rc = weft_chan_recv(a->ch, NULL, &a->value);
   return NULL;
 }
 
@@ -186,11 +186,11 @@ WEFT_TEST(chan, rendezvous_sender_returns_after_receiver_took_it) {
   weft_chan *ch = mk(sizeof(int), 0);
   rv_arg a = {.ch = ch};
   pthread_t t = spawn(rv_receiver, &a);
-  cr_assert_eq(weft_chan_send(NULL, ch, &(int){42}), 0);
+  cr_assert_eq(weft_chan_send(ch, NULL, &(int){42}), 0);
   /* The receiver only started receiving after we were parked; we returned, so it took the element. */
   cr_assert_eq(atomic_load(&a.stage), 1);
-  weft_chan_stats st;
-  weft_chan_get_stats(ch, &st);
+  struct weft_chan_stats st;
+  weft_chan_stats(ch, &st);
   cr_assert_eq(st.recvs, 1, "the hand-off is counted before the sender is released");
   cr_assert_eq(st.sends, 1);
   join(t);
@@ -201,7 +201,7 @@ WEFT_TEST(chan, rendezvous_sender_returns_after_receiver_took_it) {
 
 static void *rv_blocked_receiver(void *p) {
   rv_arg *a = p;
-  a->rc = weft_chan_recv(NULL, a->ch, &a->value);
+  a->rc = weft_chan_recv(a->ch, NULL, &a->value);
   return NULL;
 }
 
@@ -222,20 +222,20 @@ WEFT_TEST(chan, rendezvous_try_send_hands_to_parked_receiver) {
 
 WEFT_TEST(chan, close_then_drain) {
   weft_chan *ch = mk(sizeof(int), 4);
-  for (int i = 0; i < 3; i++) cr_assert_eq(weft_chan_send(NULL, ch, &i), 0);
+  for (int i = 0; i < 3; i++) cr_assert_eq(weft_chan_send(ch, NULL, &i), 0);
   cr_assert(!weft_chan_closed(ch));
   cr_assert_eq(weft_chan_close(ch), 0);
   cr_assert(weft_chan_closed(ch));
   int v = 99;
-  cr_assert_eq(weft_chan_send(NULL, ch, &v), WEFT_ECLOSED);
+  cr_assert_eq(weft_chan_send(ch, NULL, &v), WEFT_ECLOSED);
   cr_assert_eq(weft_chan_try_send(ch, &v), WEFT_ECLOSED, "closed wins over room");
   cr_assert_eq(weft_chan_send_until(ch, &v, WEFT_FOREVER), WEFT_ECLOSED);
   for (int i = 0; i < 3; i++) {
-    cr_assert_eq(weft_chan_recv(NULL, ch, &v), 0);
+    cr_assert_eq(weft_chan_recv(ch, NULL, &v), 0);
     cr_assert_eq(v, i);
   }
   v = -1;
-  cr_assert_eq(weft_chan_recv(NULL, ch, &v), WEFT_ECLOSED);
+  cr_assert_eq(weft_chan_recv(ch, NULL, &v), WEFT_ECLOSED);
   cr_assert_eq(weft_chan_try_recv(ch, &v), WEFT_ECLOSED);
   cr_assert_eq(weft_chan_recv_until(ch, &v, WEFT_FOREVER), WEFT_ECLOSED);
   cr_assert_eq(v, -1);
@@ -264,7 +264,7 @@ typedef struct blk_arg {
 
 static void *blk_worker(void *p) {
   blk_arg *a = p;
-  a->rc = a->send ? weft_chan_send(a->ctx, a->ch, &a->value) : weft_chan_recv(a->ctx, a->ch, &a->value);
+  a->rc = a->send ? weft_chan_send(a->ch, a->ctx, &a->value) : weft_chan_recv(a->ch, a->ctx, &a->value);
   return NULL;
 }
 
@@ -316,9 +316,10 @@ WEFT_TEST(chan, cancel_releases_blocked_senders) {
     weft_chan *ch = mk(sizeof(int), cap);
     for (size_t i = 0; i < cap; i++) cr_assert_eq(weft_chan_try_send(ch, &(int){-1}), 0);
     weft_ctx *ctx;
-    cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx), 0);
+    weft_cancel *cancel = NULL;
+    cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx, &cancel), 0);
     start_blocked(args, th, N, ch, ctx, true);
-    cr_assert_eq(weft_ctx_cancel(ctx), 0);
+    cr_assert_eq(weft_ctx_cancel(cancel), 0);
     for (int i = 0; i < N; i++) {
       join(th[i]);
       cr_assert_eq(args[i].rc, WEFT_ECANCELED, "worker %d: %s", i, weft_err_name(args[i].rc));
@@ -330,11 +331,11 @@ WEFT_TEST(chan, cancel_releases_blocked_senders) {
       cr_assert_eq(v, -1);
     }
     cr_assert_eq(weft_chan_try_recv(ch, &v), WEFT_EEMPTY);
-    weft_chan_stats st;
-    weft_chan_get_stats(ch, &st);
+    struct weft_chan_stats st;
+    weft_chan_stats(ch, &st);
     cr_assert_eq(st.sends, cap);
     cr_assert_geq(st.send_waits, N);
-    weft_ctx_end(ctx);
+    weft_ctx_end(cancel);
     weft_chan_destroy(ch);
   }
 }
@@ -346,10 +347,12 @@ WEFT_TEST(chan, cancel_releases_blocked_receivers_without_consuming) {
   for (size_t cap = 0; cap <= 1; cap++) {
     weft_chan *ch = mk(sizeof(int), cap);
     weft_ctx *parent, *ctx;
-    cr_assert_eq(weft_ctx_with_cancel(weft_background(), &parent), 0);
-    cr_assert_eq(weft_ctx_with_cancel(parent, &ctx), 0);
+    weft_cancel *parent_cancel = NULL;
+    weft_cancel *cancel = NULL;
+    cr_assert_eq(weft_ctx_with_cancel(weft_background(), &parent, &parent_cancel), 0);
+    cr_assert_eq(weft_ctx_with_cancel(parent, &ctx, &cancel), 0);
     start_blocked(args, th, N, ch, ctx, false);
-    cr_assert_eq(weft_ctx_cancel(parent), 0, "cancelling the parent reaches the child's waiters");
+    cr_assert_eq(weft_ctx_cancel(parent_cancel), 0, "cancelling the parent reaches the child's waiters");
     for (int i = 0; i < N; i++) {
       join(th[i]);
       cr_assert_eq(args[i].rc, WEFT_ECANCELED);
@@ -361,8 +364,8 @@ WEFT_TEST(chan, cancel_releases_blocked_receivers_without_consuming) {
       cr_assert_eq(weft_chan_try_recv(ch, &v), 0);
       cr_assert_eq(v, 5);
     }
-    weft_ctx_end(ctx);
-    weft_ctx_end(parent);
+    weft_ctx_end(cancel);
+    weft_ctx_end(parent_cancel);
     weft_chan_destroy(ch);
   }
 }
@@ -370,15 +373,16 @@ WEFT_TEST(chan, cancel_releases_blocked_receivers_without_consuming) {
 WEFT_TEST(chan, done_context_on_entry) {
   weft_chan *ch = mk(sizeof(int), 2);
   weft_ctx *ctx;
-  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx), 0);
-  weft_ctx_cancel(ctx);
+  weft_cancel *cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx, &cancel), 0);
+  weft_ctx_cancel(cancel);
   int v = 3;
-  cr_assert_eq(weft_chan_send(ctx, ch, &v), WEFT_ECANCELED);
+  cr_assert_eq(weft_chan_send(ch, ctx, &v), WEFT_ECANCELED);
   cr_assert_eq(weft_chan_len(ch), 0, "nothing sent under a done context");
   cr_assert_eq(weft_chan_try_send(ch, &v), 0);
-  cr_assert_eq(weft_chan_recv(ctx, ch, &v), WEFT_ECANCELED);
+  cr_assert_eq(weft_chan_recv(ch, ctx, &v), WEFT_ECANCELED);
   cr_assert_eq(weft_chan_len(ch), 1, "nothing consumed under a done context");
-  weft_ctx_end(ctx);
+  weft_ctx_end(cancel);
   weft_chan_destroy(ch);
 }
 
@@ -386,17 +390,18 @@ WEFT_TEST(chan, context_deadline_ends_blocked_calls) {
   for (size_t cap = 0; cap <= 1; cap++) {
     weft_chan *ch = mk(sizeof(int), cap);
     weft_ctx *ctx;
+    weft_cancel *cancel = NULL;
     int64_t start = weft_now();
-    cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(20), &ctx), 0);
+    cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(20), &ctx, &cancel), 0);
     int v = 9;
-    cr_assert_eq(weft_chan_recv(ctx, ch, &v), WEFT_EDEADLINE);
+    cr_assert_eq(weft_chan_recv(ch, ctx, &v), WEFT_EDEADLINE);
     cr_assert_geq(weft_now(), start + WEFT_MS(20), "not before the deadline");
     cr_assert_eq(v, 9);
-    weft_ctx_end(ctx);
+    weft_ctx_end(cancel);
     if (cap) cr_assert_eq(weft_chan_try_send(ch, &v), 0);
-    cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(10), &ctx), 0);
-    cr_assert_eq(weft_chan_send(ctx, ch, &v), WEFT_EDEADLINE);
-    weft_ctx_end(ctx);
+    cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(10), &ctx, &cancel), 0);
+    cr_assert_eq(weft_chan_send(ch, ctx, &v), WEFT_EDEADLINE);
+    weft_ctx_end(cancel);
     cr_assert_eq(weft_chan_len(ch), cap);
     weft_chan_destroy(ch);
   }
@@ -433,8 +438,8 @@ WEFT_TEST(chan, stats_count_sends_receives_and_waits) {
   weft_chan_try_send(ch, &(int){0}); /* full: not counted */
   int v;
   weft_chan_try_recv(ch, &v);
-  weft_chan_stats st;
-  cr_assert_eq(weft_chan_get_stats(ch, &st), 0);
+  struct weft_chan_stats st;
+  cr_assert_eq(weft_chan_stats(ch, &st), 0);
   cr_assert_eq(st.sends, 4);
   cr_assert_eq(st.recvs, 1);
   cr_assert_eq(st.send_waits, 0);
@@ -445,11 +450,11 @@ WEFT_TEST(chan, stats_count_sends_receives_and_waits) {
   blk_arg a[1];
   pthread_t th[1];
   start_blocked(a, th, 1, ch, NULL, false);
-  cr_assert_eq(weft_chan_send(NULL, ch, &(int){77}), 0);
+  cr_assert_eq(weft_chan_send(ch, NULL, &(int){77}), 0);
   join(th[0]);
   cr_assert_eq(a[0].rc, 0);
   cr_assert_eq(a[0].value, 77);
-  weft_chan_get_stats(ch, &st);
+  weft_chan_stats(ch, &st);
   cr_assert_eq(st.recv_waits, 1);
   cr_assert_eq(st.sends, 1);
   cr_assert_eq(st.recvs, 1);
@@ -466,8 +471,8 @@ WEFT_TEST(chan, destroy_hands_back_buffered_elements) {
   weft_chan_opts o = WEFT_CHAN_OPTS_INIT;
   o.elem_size = sizeof(int);
   o.capacity = 5;
-  o.release = release_hook;
-  o.release_arg = &nreleased;
+  o.discard = release_hook;
+  o.discard_arg = &nreleased;
   weft_chan *ch;
   cr_assert_eq(weft_chan_create_opts(&o, &ch), 0);
   for (int i = 0; i < 5; i++) weft_chan_try_send(ch, &(int){10 + i});

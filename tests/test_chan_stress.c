@@ -16,6 +16,7 @@
 typedef struct stress {
   weft_chan *ch[2];   /* ch[1] is used by the select variant only */
   weft_ctx *ctx;      /* NULL unless cancelling mid-stream */
+  weft_cancel *cancel;
   bool select;
   int P, C;
   long N;             /* items per producer */
@@ -40,7 +41,7 @@ static void *producer(void *p) {
       rc = weft_select(s->ctx, c, 2);
       if (rc >= 0) rc = c[rc].err;
     } else {
-      rc = weft_chan_send(s->ctx, s->ch[0], &item);
+      rc = weft_chan_send(s->ch[0], s->ctx, &item);
     }
     if (rc == WEFT_ECANCELED) {
       cr_assert_not_null(s->ctx);
@@ -80,7 +81,7 @@ static void *consumer(void *p) {
         continue;
       }
     } else {
-      rc = weft_chan_recv(s->ctx, ch[0], &item);
+      rc = weft_chan_recv(ch[0], s->ctx, &item);
     }
     if (rc == WEFT_ECLOSED || rc == WEFT_ECANCELED) break;
     cr_assert_eq(rc, 0, "recv: %s", weft_err_name(rc));
@@ -102,7 +103,7 @@ static void run(int P, int C, long N, size_t cap, bool sel, long cancel_at) {
   s.unsent = calloc(total, 1);
   cr_assert(s.seen && s.unsent);
   for (int k = 0; k < 2; k++) cr_assert_eq(weft_chan_create(sizeof(uint64_t), cap, &s.ch[k]), 0);
-  if (cancel_at > 0) cr_assert_eq(weft_ctx_with_cancel(weft_background(), &s.ctx), 0);
+  if (cancel_at > 0) cr_assert_eq(weft_ctx_with_cancel(weft_background(), &s.ctx, &s.cancel), 0);
   worker *ws = calloc((size_t)(P + C), sizeof *ws);
   pthread_t *th = calloc((size_t)(P + C), sizeof *th);
   for (int i = 0; i < C; i++) {
@@ -115,7 +116,7 @@ static void run(int P, int C, long N, size_t cap, bool sel, long cancel_at) {
   }
   if (cancel_at > 0) {
     WAIT_UNTIL(atomic_load(&s.received) >= cancel_at);
-    weft_ctx_cancel(s.ctx);
+    weft_ctx_cancel(s.cancel);
     for (int i = 0; i < P + C; i++) join(th[i]);
   } else {
     for (int i = C; i < P + C; i++) join(th[i]);
@@ -137,13 +138,13 @@ static void run(int P, int C, long N, size_t cap, bool sel, long cancel_at) {
                  "item %zu: received %d times, unsent %d (P%d C%d cap %zu select %d cancel_at %ld)", i,
                  (int)atomic_load(&s.seen[i]), s.unsent[i], P, C, cap, sel, cancel_at);
   }
-  weft_chan_stats st[2];
-  weft_chan_get_stats(s.ch[0], &st[0]);
-  weft_chan_get_stats(s.ch[1], &st[1]);
+  struct weft_chan_stats st[2];
+  weft_chan_stats(s.ch[0], &st[0]);
+  weft_chan_stats(s.ch[1], &st[1]);
   cr_assert_eq(st[0].sends + st[1].sends, (uint64_t)total - (uint64_t)unsent, "stats agree with the count");
   cr_assert_eq(st[0].recvs + st[1].recvs, st[0].sends + st[1].sends);
   for (int k = 0; k < 2; k++) cr_assert_eq(weft_chan_destroy(s.ch[k]), 0);
-  weft_ctx_end(s.ctx);
+  weft_ctx_end(s.cancel);
   free(ws);
   free(th);
   free(s.seen);

@@ -3,9 +3,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "testing.h"
 #include "weft_test.h"
 
-size_t weft__timer_threads(void);
 
 static unsigned xorshift(unsigned *s) {
   *s ^= *s << 13;
@@ -29,32 +29,34 @@ static void *churn(void *p) {
   for (long i = 0; i < a->iters; i++) {
     weft_ctx *parent = a->shared[xorshift(&s) % 8];
     weft_ctx *c, *g = NULL;
+    weft_cancel *c_cancel = NULL;
+    weft_cancel *g_cancel = NULL;
     int rc;
     switch (xorshift(&s) % 4) {
-      case 0: rc = weft_ctx_with_cancel(parent, &c); break;
-      case 1: rc = weft_ctx_with_timeout(parent, WEFT_US(xorshift(&s) % 200), &c); break;
-      case 2: rc = weft_ctx_with_timeout(parent, WEFT_SEC(3600), &c); break;
+      case 0: rc = weft_ctx_with_cancel(parent, &c, &c_cancel); break;
+      case 1: rc = weft_ctx_with_timeout(parent, WEFT_US(xorshift(&s) % 200), &c, &c_cancel); break;
+      case 2: rc = weft_ctx_with_timeout(parent, WEFT_SEC(3600), &c, &c_cancel); break;
       default: {
         weft_ctx *ps[2] = {parent, a->shared[xorshift(&s) % 8]};
-        rc = weft_ctx_with_parents(ps, 2, &c);
+        rc = weft_ctx_with_parents(ps, 2, &c, &c_cancel);
       }
     }
     if (rc != 0) return (void *)1;
     if (weft_ctx_err(c) != 0) atomic_fetch_add(a->born_done, 1);
     if (xorshift(&s) % 2) {
-      if (weft_ctx_with_cancel(c, &g) != 0) return (void *)1;
+      if (weft_ctx_with_cancel(c, &g, &g_cancel) != 0) return (void *)1;
     }
     switch (xorshift(&s) % 3) {
       case 0:
-        weft_ctx_cancel(c);
+        weft_ctx_cancel(c_cancel);
         if (g && weft_ctx_err(g) == 0) return (void *)2; /* a child must be done once its parent is */
         break;
-      case 1: weft_ctx_wait(c, weft_deadline_in(WEFT_US(300))); break;
+      case 1: weft_ctx_wait_until(c, weft_deadline_in(WEFT_US(300))); break;
       default: break; /* release without cancel */
     }
     if (g && weft_ctx_err(c) != 0 && weft_ctx_err(g) == 0) return (void *)3;
-    weft_ctx_end(g);
-    if (xorshift(&s) % 2) weft_ctx_end(c);
+    weft_ctx_end(g_cancel);
+    if (xorshift(&s) % 2) weft_ctx_end(c_cancel);
     else weft_ctx_release(c);
   }
   return NULL;
@@ -64,10 +66,12 @@ WEFT_TEST(ctx_stress, shared_tree_churn_balances_to_zero) {
   long threads = weft_test_env("WEFT_STRESS_THREADS", 6);
   long iters = weft_test_env("WEFT_STRESS_ITERS", 60000 / WEFT_TEST_SCALE);
   weft_ctx *root, *shared[8];
-  weft_ctx_with_cancel(weft_background(), &root);
+  weft_cancel *shared_cancel[8];
+  weft_cancel *root_cancel = NULL;
+  weft_ctx_with_cancel(weft_background(), &root, &root_cancel);
   for (int i = 0; i < 8; i++) {
-    if (i < 4) weft_ctx_with_cancel(root, &shared[i]);
-    else weft_ctx_with_timeout(shared[i - 4], WEFT_SEC(3600), &shared[i]);
+    if (i < 4) weft_ctx_with_cancel(root, &shared[i], &shared_cancel[i]);
+    else weft_ctx_with_timeout(shared[i - 4], WEFT_SEC(3600), &shared[i], &shared_cancel[i]);
   }
   _Atomic long born_done = 0;
   pthread_t th[threads];
@@ -79,7 +83,7 @@ WEFT_TEST(ctx_stress, shared_tree_churn_balances_to_zero) {
   }
   /* Midway, cancel one shared subtree while the others keep going. */
   weft_ctx_sleep(weft_background(), WEFT_MS(50));
-  weft_ctx_cancel(shared[1]);
+  weft_ctx_cancel(shared_cancel[1]);
   for (long t = 0; t < threads; t++) {
     void *r;
     pthread_join(th[t], &r);
@@ -88,12 +92,12 @@ WEFT_TEST(ctx_stress, shared_tree_churn_balances_to_zero) {
   cr_assert_eq(weft_ctx_err(shared[5]), WEFT_ECANCELED, "a grandchild of the cancelled subtree");
   cr_assert_gt(atomic_load(&born_done), 0, "some children were derived from a done parent");
   cr_assert_eq(weft_ctx_live_count(), 9, "only the shared tree is left");
-  weft_ctx_cancel(root);
+  weft_ctx_cancel(root_cancel);
   for (int i = 0; i < 8; i++) {
     cr_assert_eq(weft_ctx_err(shared[i]), WEFT_ECANCELED);
-    weft_ctx_end(shared[i]);
+    weft_ctx_end(shared_cancel[i]);
   }
-  weft_ctx_end(root);
+  weft_ctx_end(root_cancel);
   cr_assert_eq(weft_ctx_live_count(), 0, "counts balance to zero");
   cr_assert_leq(weft__timer_threads(), 1);
 }
@@ -101,6 +105,7 @@ WEFT_TEST(ctx_stress, shared_tree_churn_balances_to_zero) {
 /* Cancel racing timer expiry racing release, on the same contexts. */
 typedef struct {
   weft_ctx *_Atomic *slots;
+  weft_cancel **cancels; /* written before the slot is published: the creator hands the racer the right */
   long n;
   int role;
 } race_arg;
@@ -110,8 +115,8 @@ static void *racer(void *p) {
   for (long i = 0; i < a->n; i++) {
     weft_ctx *c;
     while ((c = atomic_load(&a->slots[i])) == NULL) sched_yield();
-    if (a->role == 0) weft_ctx_cancel(c);
-    else weft_ctx_wait(c, weft_deadline_in(WEFT_US(20)));
+    if (a->role == 0) weft_ctx_cancel(a->cancels[i]);
+    else weft_ctx_wait_until(c, weft_deadline_in(WEFT_US(20)));
     weft_ctx_release(c);
   }
   return NULL;
@@ -120,19 +125,23 @@ static void *racer(void *p) {
 WEFT_TEST(ctx_stress, cancel_races_timer_and_release) {
   long n = weft_test_env("WEFT_STRESS_ITERS", 40000 / WEFT_TEST_SCALE);
   weft_ctx *root;
-  weft_ctx_with_cancel(weft_background(), &root);
+  weft_cancel *root_cancel = NULL;
+  weft_ctx_with_cancel(weft_background(), &root, &root_cancel);
   weft_ctx *_Atomic *slots = calloc((size_t)n, sizeof *slots);
+  weft_cancel **cancels = calloc((size_t)n, sizeof *cancels);
   pthread_t th[2];
-  race_arg ra[2] = {{slots, n, 0}, {slots, n, 1}};
+  race_arg ra[2] = {{slots, cancels, n, 0}, {slots, cancels, n, 1}};
   for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, racer, &ra[t]);
   long expired = 0, canceled = 0;
   for (long i = 0; i < n; i++) {
     weft_ctx *c;
-    cr_assert_eq(weft_ctx_with_timeout(root, WEFT_US(i % 50), &c), 0);
+    weft_cancel *c_cancel = NULL;
+    cr_assert_eq(weft_ctx_with_timeout(root, WEFT_US(i % 50), &c, &c_cancel), 0);
     weft_ctx_retain(c);
     weft_ctx_retain(c);
+    cancels[i] = c_cancel;
     atomic_store(&slots[i], c); /* the two racers each own one reference */
-    int e = weft_ctx_wait(c, WEFT_FOREVER);
+    int e = weft_ctx_wait_until(c, WEFT_FOREVER);
     cr_assert(e == WEFT_EDEADLINE || e == WEFT_ECANCELED);
     if (e == WEFT_EDEADLINE) expired++;
     else canceled++;
@@ -141,7 +150,8 @@ WEFT_TEST(ctx_stress, cancel_races_timer_and_release) {
   for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
   cr_assert_gt(expired + canceled, 0);
   free(slots);
-  weft_ctx_end(root);
+  free(cancels);
+  weft_ctx_end(root_cancel);
   cr_assert_eq(weft_ctx_live_count(), 0);
   cr_log_info("expired %ld canceled %ld", expired, canceled);
 }
@@ -149,19 +159,22 @@ WEFT_TEST(ctx_stress, cancel_races_timer_and_release) {
 WEFT_TEST(ctx_stress, a_million_deadlines_one_timer_thread) {
   long n = weft_test_env("WEFT_STRESS_CTX", 1000000 / WEFT_TEST_SCALE);
   weft_ctx *root;
-  weft_ctx_with_cancel(weft_background(), &root);
+  weft_cancel *root_cancel = NULL;
+  weft_ctx_with_cancel(weft_background(), &root, &root_cancel);
   weft_ctx **all = malloc((size_t)n * sizeof *all);
-  for (long i = 0; i < n; i++) cr_assert_eq(weft_ctx_with_timeout(root, WEFT_SEC(3600) + i, &all[i]), 0);
+  weft_cancel **all_cancel = malloc((size_t)n * sizeof *all_cancel);
+  for (long i = 0; i < n; i++) cr_assert_eq(weft_ctx_with_timeout(root, WEFT_SEC(3600) + i, &all[i], &all_cancel[i]), 0);
   cr_assert_eq(weft_ctx_live_count(), (size_t)n + 1);
   cr_assert_eq(weft__timer_threads(), 1, "one timer thread serves every deadline");
-  for (long i = 0; i < n; i += 2) weft_ctx_end(all[i]); /* half cancelled one by one */
-  weft_ctx_cancel(root);                                   /* the rest through the tree */
+  for (long i = 0; i < n; i += 2) weft_ctx_end(all_cancel[i]); /* half cancelled one by one */
+  weft_ctx_cancel(root_cancel);                                   /* the rest through the tree */
   for (long i = 1; i < n; i += 2) {
     cr_assert_eq(weft_ctx_err(all[i]), WEFT_ECANCELED);
     weft_ctx_release(all[i]);
   }
   free(all);
-  weft_ctx_end(root);
+  free(all_cancel);
+  weft_ctx_end(root_cancel);
   cr_assert_eq(weft_ctx_live_count(), 0);
   cr_assert_eq(weft__timer_threads(), 1);
 }
@@ -173,7 +186,7 @@ typedef struct {
 
 static void *watch_subtree(void *p) {
   watch_arg *w = p;
-  weft_ctx_wait(w->root, WEFT_FOREVER);
+  weft_ctx_wait_until(w->root, WEFT_FOREVER);
   return NULL;
 }
 
@@ -181,24 +194,27 @@ WEFT_TEST(ctx_stress, waking_waiter_sees_whole_subtree_done) {
   enum { KIDS = 300, GRAND = 10 };
   for (int round = 0; round < 20; round++) {
     weft_ctx *root, *kids[KIDS], *grand[KIDS][GRAND];
-    weft_ctx_with_cancel(weft_background(), &root);
+    weft_cancel *kids_cancel[KIDS];
+    weft_cancel *grand_cancel[KIDS][GRAND];
+    weft_cancel *root_cancel = NULL;
+    weft_ctx_with_cancel(weft_background(), &root, &root_cancel);
     for (int i = 0; i < KIDS; i++) {
-      weft_ctx_with_cancel(root, &kids[i]);
-      for (int j = 0; j < GRAND; j++) weft_ctx_with_cancel(kids[i], &grand[i][j]);
+      weft_ctx_with_cancel(root, &kids[i], &kids_cancel[i]);
+      for (int j = 0; j < GRAND; j++) weft_ctx_with_cancel(kids[i], &grand[i][j], &grand_cancel[i][j]);
     }
     pthread_t th;
     watch_arg w = {root, NULL};
     pthread_create(&th, NULL, watch_subtree, &w);
-    weft_ctx_cancel(root);
+    weft_ctx_cancel(root_cancel);
     pthread_join(th, NULL);
     /* Also from the observer's side: poll until the root is done, then everything must be. */
     for (int i = 0; i < KIDS; i++)
       for (int j = 0; j < GRAND; j++) cr_assert_eq(weft_ctx_err(grand[i][j]), WEFT_ECANCELED);
     for (int i = 0; i < KIDS; i++) {
-      for (int j = 0; j < GRAND; j++) weft_ctx_end(grand[i][j]);
-      weft_ctx_end(kids[i]);
+      for (int j = 0; j < GRAND; j++) weft_ctx_end(grand_cancel[i][j]);
+      weft_ctx_end(kids_cancel[i]);
     }
-    weft_ctx_end(root);
+    weft_ctx_end(root_cancel);
   }
   cr_assert_eq(weft_ctx_live_count(), 0);
 }
@@ -222,55 +238,61 @@ WEFT_TEST(ctx_stress, polling_observer_sees_whole_subtree_done) {
   enum { N = 2000 };
   for (int round = 0; round < 20; round++) {
     weft_ctx *root, *nodes[N];
-    weft_ctx_with_cancel(weft_background(), &root);
-    for (int i = 0; i < N; i++) weft_ctx_with_cancel(i < 100 ? root : nodes[i % 100], &nodes[i]);
+    weft_cancel *nodes_cancel[N];
+    weft_cancel *root_cancel = NULL;
+    weft_ctx_with_cancel(weft_background(), &root, &root_cancel);
+    for (int i = 0; i < N; i++) weft_ctx_with_cancel(i < 100 ? root : nodes[i % 100], &nodes[i], &nodes_cancel[i]);
     poll_arg a = {root, nodes, N, 0};
     pthread_t th;
     pthread_create(&th, NULL, poll_root, &a);
-    weft_ctx_cancel(root);
+    weft_ctx_cancel(root_cancel);
     pthread_join(th, NULL);
     cr_assert_eq(atomic_load(&a.bad), 0, "a descendant was still live after its ancestor reported done");
-    for (int i = N - 1; i >= 0; i--) weft_ctx_end(nodes[i]);
-    weft_ctx_end(root);
+    for (int i = N - 1; i >= 0; i--) weft_ctx_end(nodes_cancel[i]);
+    weft_ctx_end(root_cancel);
   }
 }
 
 WEFT_TEST(ctx_stress, deep_chain_cancel_does_not_recurse) {
   long n = 200000 / WEFT_TEST_SCALE;
   weft_ctx **chain = malloc((size_t)n * sizeof *chain);
+  weft_cancel **chain_cancel = malloc((size_t)n * sizeof *chain_cancel);
   weft_ctx *p = weft_background();
   for (long i = 0; i < n; i++) {
-    weft_ctx_with_cancel(p, &chain[i]);
+    weft_ctx_with_cancel(p, &chain[i], &chain_cancel[i]);
     p = chain[i];
   }
-  weft_ctx_cancel(chain[0]);
+  weft_ctx_cancel(chain_cancel[0]);
   cr_assert_eq(weft_ctx_err(chain[n - 1]), WEFT_ECANCELED);
-  for (long i = n - 1; i >= 0; i--) weft_ctx_end(chain[i]);
+  for (long i = n - 1; i >= 0; i--) weft_ctx_end(chain_cancel[i]);
   /* and released leaf-last without cancel: freeing a long chain must not recurse either */
   p = weft_background();
   for (long i = 0; i < n; i++) {
-    weft_ctx_with_cancel(p, &chain[i]);
+    weft_ctx_with_cancel(p, &chain[i], &chain_cancel[i]);
     p = chain[i];
   }
   for (long i = 0; i < n - 1; i++) weft_ctx_release(chain[i]);
   weft_ctx_release(chain[n - 1]);
   free(chain);
+  free(chain_cancel);
   cr_assert_eq(weft_ctx_live_count(), 0);
 }
 
 static void *short_lived(void *p) {
   weft_ctx *parent = p, *c;
+  weft_cancel *c_cancel = NULL;
   for (int i = 0; i < 50; i++) {
-    if (weft_ctx_with_timeout(parent, WEFT_SEC(60), &c) != 0) return (void *)1;
-    weft_ctx_end(c);
+    if (weft_ctx_with_timeout(parent, WEFT_SEC(60), &c, &c_cancel) != 0) return (void *)1;
+    weft_ctx_end(c_cancel);
   }
-  if (weft_ctx_with_cancel(parent, &c) != 0) return (void *)1;
+  if (weft_ctx_with_cancel(parent, &c, &c_cancel) != 0) return (void *)1;
   return c; /* released by the main thread after this thread exited */
 }
 
 WEFT_TEST(ctx_stress, short_lived_threads_recycle_caches) {
   weft_ctx *root;
-  weft_ctx_with_cancel(weft_background(), &root);
+  weft_cancel *root_cancel = NULL;
+  weft_ctx_with_cancel(weft_background(), &root, &root_cancel);
   for (int round = 0; round < 200 / WEFT_TEST_SCALE; round++) {
     pthread_t th[4];
     for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, short_lived, root);
@@ -281,6 +303,6 @@ WEFT_TEST(ctx_stress, short_lived_threads_recycle_caches) {
       weft_ctx_end(c);
     }
   }
-  weft_ctx_end(root);
+  weft_ctx_end(root_cancel);
   cr_assert_eq(weft_ctx_live_count(), 0, "counts survive their threads");
 }

@@ -8,10 +8,20 @@ WEFT_TEST(error, strerror_names_every_code) {
   cr_assert_str_eq(weft_strerror(WEFT_EDEADLINE), "context deadline exceeded");
   cr_assert_str_eq(weft_err_name(WEFT_ECLOSED), "WEFT_ECLOSED");
   cr_assert_str_eq(weft_err_name(0), "WEFT_OK");
-  for (int e = -1; e > WEFT__ERRNO_LAST; e--) {
+  static const int codes[] = {
+#define XX(name, val, msg) WEFT_##name,
+      WEFT_ERRNO_MAP(XX)
+#undef XX
+  };
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    int e = codes[i];
+    cr_assert_lt(e, 0);
     cr_assert_str_neq(weft_strerror(e), "unknown error", "code %d has no message", e);
     cr_assert(strncmp(weft_err_name(e), "WEFT_E", 6) == 0);
+    for (size_t j = 0; j < i; j++) cr_assert_neq(codes[j], e, "two names for code %d", e);
   }
+  cr_assert_str_eq(weft_err_name(-11), "WEFT_E?", "the value of 0.1's WEFT_ENOENT stays unused");
+  cr_assert_str_eq(weft_err_name(-12), "WEFT_E?", "the value of 0.1's WEFT_ESIGNAL stays unused");
   cr_assert_str_eq(weft_strerror(-9999), "unknown error");
   cr_assert_str_eq(weft_strerror(WEFT_SIGNAL_CAUSE(15)), "interrupted by a signal");
 }

@@ -10,7 +10,7 @@ static _Atomic int sibling_errs[8];
 
 /* Blocks until the group's context is cancelled. */
 static int blocked_sibling(weft_ctx *ctx, void *arg) {
-  int rc = weft_ctx_wait(ctx, WEFT_FOREVER);
+  int rc = weft_ctx_wait_until(ctx, WEFT_FOREVER);
   atomic_store(&sibling_errs[(intptr_t)arg], rc);
   return rc;
 }
@@ -39,14 +39,14 @@ static _Atomic int recv_errs[4], started;
 static int blocked_in_recv(weft_ctx *ctx, void *arg) {
   int v;
   atomic_fetch_add(&started, 1);
-  int rc = weft_chan_recv(ctx, empty_ch, &v);
+  int rc = weft_chan_recv(empty_ch, ctx, &v);
   atomic_store(&recv_errs[(intptr_t)arg], rc);
   return rc;
 }
 static int blocked_in_send(weft_ctx *ctx, void *arg) {
   int v = 7;
   atomic_fetch_add(&started, 1);
-  int rc = weft_chan_send(ctx, full_ch, &v);
+  int rc = weft_chan_send(full_ch, ctx, &v);
   atomic_store(&recv_errs[(intptr_t)arg], rc);
   return rc;
 }
@@ -85,13 +85,14 @@ WEFT_TEST(group, all_succeed_and_parent_cancel_reaches_functions) {
   weft_group_destroy(g);
 
   weft_ctx *parent;
-  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &parent), 0);
+  weft_cancel *parent_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &parent, &parent_cancel), 0);
   cr_assert_eq(weft_group_create(parent, 0, &g), 0);
   cr_assert_eq(weft_group_go(g, blocked_sibling, (void *)(intptr_t)5), 0);
-  weft_ctx_cancel(parent);
+  weft_ctx_cancel(parent_cancel);
   cr_assert_eq(weft_group_wait(g), WEFT_ECANCELED);
   weft_group_destroy(g);
-  weft_ctx_end(parent);
+  weft_ctx_end(parent_cancel);
 }
 
 static _Atomic int cur, maxc, started;
@@ -138,10 +139,11 @@ WEFT_TEST(sem, basics_and_bad_input) {
   cr_assert_eq(weft_sem_try_acquire(s, 2), WEFT_EFULL);
   cr_assert_eq(weft_sem_acquire(s, NULL, 1), 0);
   weft_ctx *c;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(10), &c), 0);
+  weft_cancel *c_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(10), &c, &c_cancel), 0);
   cr_assert_eq(weft_sem_acquire(s, c, 1), WEFT_EDEADLINE);
   cr_assert_eq(weft_sem_acquire(s, c, 4), WEFT_EDEADLINE); /* more than the size: waits for the ctx */
-  weft_ctx_end(c);
+  weft_ctx_end(c_cancel);
   cr_assert_eq(weft_sem_acquire(s, NULL, 4), WEFT_EINVAL);
   cr_assert_eq(weft_sem_acquire(s, NULL, 0), WEFT_EINVAL);
   cr_assert_eq(weft_sem_release(s, 4), WEFT_EINVAL); /* more than held */
@@ -193,7 +195,8 @@ static void *sem_worker(void *arg) {
   for (long i = 0; i < iters; i++) {
     int64_t n = 1 + rand_r(&seed) % 4;
     weft_ctx *c = NULL;
-    if (rand_r(&seed) % 8 == 0) weft_ctx_with_timeout(weft_background(), WEFT_US(rand_r(&seed) % 50), &c);
+    weft_cancel *c_cancel = NULL;
+    if (rand_r(&seed) % 8 == 0) weft_ctx_with_timeout(weft_background(), WEFT_US(rand_r(&seed) % 50), &c, &c_cancel);
     int rc = (rand_r(&seed) % 4 == 0) ? weft_sem_try_acquire(ssem, n) : weft_sem_acquire(ssem, c, n);
     if (rc == 0) {
       if (atomic_fetch_add(&held, n) + n > 5) atomic_store(&over, 1);
@@ -203,7 +206,7 @@ static void *sem_worker(void *arg) {
     } else if (rc != WEFT_EFULL && rc != WEFT_EDEADLINE) {
       atomic_store(&over, 2);
     }
-    weft_ctx_end(c);
+    weft_ctx_end(c_cancel);
   }
   return NULL;
 }

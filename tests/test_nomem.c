@@ -50,19 +50,23 @@ static const char key;
 
 WEFT_TEST(nomem, contexts) {
   weft_ctx *a, *b;
+  weft_cancel *b_cancel = NULL;
+  weft_cancel *a_cancel = NULL;
   /* the parents are made first, unarmed */
-  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &a), 0);
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(60), &b), 0);
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &a, &a_cancel), 0);
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(60), &b, &b_cancel), 0);
   size_t live = weft_ctx_live_count();
   long k;
   for (k = 0; k < SWEEP_MAX; k++) {
     weft_ctx *v = NULL, *m = NULL, *t = NULL;
+    weft_cancel *m_cancel = NULL;
+    weft_cancel *t_cancel = NULL;
     dtor_calls = 0;
     arm(k);
     int r1 = weft_ctx_with_value(a, &key, "v", count_dtor, &v);
     weft_ctx *ps[] = {a, b, v ? v : a};
-    int r2 = weft_ctx_with_parents(ps, 3, &m);
-    int r3 = weft_ctx_with_timeout(m ? m : a, WEFT_SEC(30), &t);
+    int r2 = weft_ctx_with_parents(ps, 3, &m, &m_cancel);
+    int r3 = weft_ctx_with_timeout(m ? m : a, WEFT_SEC(30), &t, &t_cancel);
     int r4 = t ? weft_ctx_after_func(t, count_dtor, NULL, NULL) : WEFT_ENOMEM;
     int r5 = t ? weft_ctx_fd(t) : WEFT_ENOMEM;
     disarm();
@@ -72,8 +76,8 @@ WEFT_TEST(nomem, contexts) {
     if (r1 != 0) cr_assert_eq(dtor_calls, 1, "a failed with_value still frees its value");
     if (r1 != 0) cr_assert_null(v);
     if (r2 != 0) cr_assert_null(m);
-    weft_ctx_end(t);
-    weft_ctx_end(m);
+    weft_ctx_end(t_cancel);
+    weft_ctx_end(m_cancel);
     weft_ctx_release(v);
     for (int i = 0; i < 5000 && weft_ctx_live_count() != live; i++) weft_ctx_sleep(weft_background(), WEFT_MS(1));
     cr_assert_eq(weft_ctx_live_count(), live, "k=%ld: nothing left behind", k);
@@ -82,8 +86,8 @@ WEFT_TEST(nomem, contexts) {
   cr_assert_lt(k, SWEEP_MAX, "the sweep reached success");
   cr_log_info("contexts: %ld allocation sites failed on the way", k);
   cr_assert_gt(k, 0, "some allocation failed on the way");
-  weft_ctx_end(a);
-  weft_ctx_end(b);
+  weft_ctx_end(a_cancel);
+  weft_ctx_end(b_cancel);
 }
 
 WEFT_TEST(nomem, channels) {
@@ -136,7 +140,7 @@ WEFT_TEST(nomem, pool_group_sem) {
     weft_future *f = NULL;
     weft_job_opts jo = WEFT_JOB_OPTS_INIT;
     jo.timeout = WEFT_SEC(10); /* a job record and a derived context: more allocation sites */
-    int r4 = p ? weft_pool_submit_ex(p, job, NULL, &jo, &f) : WEFT_ENOMEM;
+    int r4 = p ? weft_pool_submit_opts(p, NULL, job, NULL, &jo, &f) : WEFT_ENOMEM;
     disarm();
     int rs[] = {r1, r2, r3, r4};
     for (int i = 0; i < 4; i++) cr_assert(rs[i] == 0 || rs[i] == WEFT_ENOMEM, "k=%ld call %d: %d", k, i, rs[i]);
@@ -189,7 +193,7 @@ WEFT_TEST(nomem, pipelines) {
     weft_pipeline *p = NULL;
     int64_t total = 0;
     arm(k);
-    int rc = weft_pipeline_create(&p, NULL);
+    int rc = weft_pipeline_create(NULL, &p);
     weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
     o.item_size = sizeof(int64_t);
     if (rc == 0) rc = weft_pipeline_source(p, &o, src, NULL);

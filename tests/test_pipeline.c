@@ -89,9 +89,10 @@ static void jitter(int64_t v, int max_us) {
 
 WEFT_TEST(pipeline, seed_square_add_keep_even) {
   weft_ctx *ctx;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(3), &ctx), 0);
+  weft_cancel *cancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(3), &ctx, &cancel), 0);
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   range r = {1, 10};
   collect c;
   collect_init(&c, 16);
@@ -118,14 +119,14 @@ WEFT_TEST(pipeline, seed_square_add_keep_even) {
   cr_assert_eq(s.dropped, 5);
   cr_assert(s.done);
   cr_assert_eq(weft_pipeline_destroy(p), 0);
-  weft_ctx_end(ctx);
+  weft_ctx_end(cancel);
   free(c.v);
 }
 
 WEFT_TEST(pipeline, seed_fan_out_fan_in_squares) {
   const int64_t n = 2000;
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   range r = {1, n};
   collect c;
   collect_init(&c, (size_t)n);
@@ -159,7 +160,7 @@ static int map_jitter(weft_ctx *ctx, const void *in, void *out, void *arg) {
 
 static void run_order(bool ordered, size_t workers, size_t window, size_t burst, int64_t n, collect *c) {
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   range r = {0, n - 1};
   static int max_us = 300;
   collect_init(c, (size_t)n);
@@ -223,7 +224,7 @@ WEFT_TEST(pipeline, ordered_flat_map_and_filter_keep_order) {
   for (int64_t i = 0; i < n; i++)
     if (i % 5 != 0) expect_n += (size_t)(i % 150);
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   range r = {0, n - 1};
   collect c;
   collect_init(&c, expect_n);
@@ -260,7 +261,7 @@ static int fm_zero_to_three(weft_ctx *ctx, const void *in, weft_emitter *em, voi
 WEFT_TEST(pipeline, flat_map_zero_to_n_outputs) {
   const int64_t n = 1000;
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   range r = {0, n - 1};
   collect c;
   collect_init(&c, 2000);
@@ -316,7 +317,7 @@ static int sink_groups(weft_ctx *ctx, const void *item, void *arg) {
 
 static weft_pipeline *batch_pipeline(weft_source_fn src, void *src_arg, size_t count, int64_t time, groups *gs) {
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   weft_stage_opts o = opts_src();
   o.burst = 1;
   cr_assert_eq(weft_pipeline_source(p, &o, src, src_arg), 0);
@@ -384,7 +385,7 @@ WEFT_TEST(pipeline, batch_by_time_limit) {
 
 WEFT_TEST(pipeline, several_sources_merge) {
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   range r1 = {0, 499}, r2 = {500, 999}, r3 = {1000, 1499};
   collect c;
   collect_init(&c, 1500);
@@ -449,11 +450,11 @@ WEFT_TEST(pipeline, pointer_items_filter_releases_dropped) {
   tracker *t = tracker_new(5000);
   ptr_src s = {t, 5000};
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
   o.item_size = sizeof(titem *);
-  o.release = ti_release;
-  o.release_arg = t;
+  o.discard = ti_release;
+  o.discard_arg = t;
   cr_assert_eq(weft_pipeline_source(p, &o, src_ptrs, &s), 0);
   o = opts_w(2);
   cr_assert_eq(weft_pipeline_map(p, &o, ptr_inc, NULL), 0);
@@ -466,7 +467,7 @@ WEFT_TEST(pipeline, pointer_items_filter_releases_dropped) {
   cr_assert_eq(d, 2500);
   cr_assert_eq(r, 2500, "dropped items are released by the pipeline");
   for (uint32_t i = 0; i < 5000; i++) cr_assert_eq(atomic_load(&t->delivered[i]), i % 2);
-  cr_assert_eq(rep.released, 0, "filter drops are not counted as released by a stop");
+  cr_assert_eq(rep.discarded, 0, "filter drops are not counted as released by a stop");
   weft_pipeline_destroy(p);
   tracker_free(t);
 }
@@ -478,7 +479,7 @@ static int sink_nop(weft_ctx *ctx, const void *item, void *arg) { return 0; }
 WEFT_TEST(pipeline, bad_input_einval_estate) {
   weft_pipeline *p;
   cr_assert_eq(weft_pipeline_create(NULL, NULL), WEFT_EINVAL);
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   weft_stage_opts o = opts_src();
   range r = {1, 5};
 
@@ -556,7 +557,7 @@ WEFT_TEST(pipeline, bad_input_einval_estate) {
 /* A bound that accounts for every place an item can be. */
 WEFT_TEST(pipeline, bound_counts_capacities_bursts_and_windows) {
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   range r = {1, 5};
   weft_stage_opts o = opts_src();
   o.out_capacity = 100; /* bursts of 100 / 2 = 50 int64: 2 bursts = 100 */

@@ -88,11 +88,11 @@ static env *make(size_t workers, bool ordered, size_t cap) {
   e->t = tracker_new(1u << 22);
   e->limit = (1u << 22) - 1;
   e->fail_at = UINT32_MAX;
-  cr_assert_eq(weft_pipeline_create(&e->p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &e->p), 0);
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
   o.item_size = sizeof(titem *);
-  o.release = ti_release;
-  o.release_arg = e->t;
+  o.discard = ti_release;
+  o.discard_arg = e->t;
   o.out_capacity = cap;
   cr_assert_eq(weft_pipeline_source(e->p, &o, src_endless, e), 0);
   o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
@@ -170,11 +170,11 @@ WEFT_TEST(pipeline_cancel, error_in_source_and_in_sink) {
   env *e = make(2, false, 64);
   e->limit = 1000;
   weft_pipeline_destroy(e->p);
-  cr_assert_eq(weft_pipeline_create(&e->p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &e->p), 0);
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
   o.item_size = sizeof(titem *);
-  o.release = ti_release;
-  o.release_arg = e->t;
+  o.discard = ti_release;
+  o.discard_arg = e->t;
   cr_assert_eq(weft_pipeline_source(e->p, &o, src_fails, e), 0);
   cr_assert_eq(weft_pipeline_sink(e->p, NULL, sink_track, e), 0);
   weft_pipeline_report rep;
@@ -196,11 +196,11 @@ WEFT_TEST(pipeline_cancel, error_in_sink) {
   env *e = calloc(1, sizeof *e);
   e->t = tracker_new(1u << 22);
   e->limit = (1u << 22) - 1;
-  cr_assert_eq(weft_pipeline_create(&e->p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &e->p), 0);
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
   o.item_size = sizeof(titem *);
-  o.release = ti_release;
-  o.release_arg = e->t;
+  o.discard = ti_release;
+  o.discard_arg = e->t;
   cr_assert_eq(weft_pipeline_source(e->p, &o, src_endless, e), 0);
   o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
   o.workers = 2;
@@ -217,21 +217,22 @@ WEFT_TEST(pipeline_cancel, deadline_fires_mid_run) {
   env *e = make(2, true, 64);
   e->sink_sleep_us = 20; /* so the run cannot finish the 4M items before the deadline */
   weft_ctx *ctx;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(100), &ctx), 0);
+  weft_cancel *cancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(100), &ctx, &cancel), 0);
   weft_pipeline_report rep;
   cr_assert_eq(weft_pipeline_run(e->p, ctx, &rep), WEFT_EDEADLINE);
   cr_assert_eq(rep.stage, -1, "no stage raised it: the context ended");
   cr_assert_eq(rep.cause, WEFT_EDEADLINE);
   cr_assert_gt(atomic_load(&e->sink_seen), 0);
-  cr_assert_gt(rep.released, 0, "items inside were released");
-  weft_ctx_end(ctx);
+  cr_assert_gt(rep.discarded, 0, "items inside were released");
+  weft_ctx_end(cancel);
   finish(e);
 }
 
 /* An external cancel while workers are blocked: the sink blocks in a context-aware sleep until cancelled,
  * so every other worker is blocked on a full channel or in the reorder window. */
 typedef struct canceller {
-  weft_ctx *ctx;
+  weft_cancel *cancel; /* the test hands this thread the right to cancel the run's context */
   env *e;
 } canceller;
 
@@ -246,7 +247,7 @@ static void *cancel_when_full(void *arg) {
     sleep_us(1000);
   }
   sleep_us(50000);
-  weft_ctx_cancel(c->ctx);
+  weft_ctx_cancel(c->cancel);
   return NULL;
 }
 
@@ -262,11 +263,11 @@ static int sink_block(weft_ctx *ctx, const void *item, void *arg) {
 WEFT_TEST(pipeline_cancel, external_cancel_wakes_blocked_workers) {
   env *e = make(3, true, 64);
   weft_pipeline_destroy(e->p);
-  cr_assert_eq(weft_pipeline_create(&e->p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &e->p), 0);
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
   o.item_size = sizeof(titem *);
-  o.release = ti_release;
-  o.release_arg = e->t;
+  o.discard = ti_release;
+  o.discard_arg = e->t;
   o.out_capacity = 64;
   cr_assert_eq(weft_pipeline_source(e->p, &o, src_endless, e), 0);
   o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
@@ -278,15 +279,16 @@ WEFT_TEST(pipeline_cancel, external_cancel_wakes_blocked_workers) {
   cr_assert_eq(weft_pipeline_map(e->p, &o, stage_fail_at, e), 0);
   cr_assert_eq(weft_pipeline_sink(e->p, NULL, sink_block, e), 0);
   weft_ctx *ctx;
-  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx), 0);
-  canceller c = {ctx, e};
+  weft_cancel *cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx, &cancel), 0);
+  canceller c = {cancel, e};
   pthread_t th;
   pthread_create(&th, NULL, cancel_when_full, &c);
   weft_pipeline_report rep;
   cr_assert_eq(weft_pipeline_run(e->p, ctx, &rep), WEFT_ECANCELED);
   cr_assert_eq(rep.stage, -1, "the sink's WEFT_ECANCELED is a consequence, not the cause");
   pthread_join(th, NULL);
-  weft_ctx_end(ctx);
+  weft_ctx_end(cancel);
   finish(e);
 }
 
@@ -296,7 +298,7 @@ WEFT_TEST(pipeline_cancel, drain_lets_in_flight_items_finish) {
   weft_pipeline_report rep;
   cr_assert_eq(weft_pipeline_run(e->p, NULL, &rep), 0);
   cr_assert(rep.drained);
-  cr_assert_eq(rep.released, 0, "nothing emitted was dropped");
+  cr_assert_eq(rep.discarded, 0, "nothing emitted was dropped");
   uint64_t d, r;
   cr_assert_eq(tracker_violations(e->t, &d, &r), 0);
   cr_assert_eq(r, 0);

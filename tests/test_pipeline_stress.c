@@ -69,11 +69,11 @@ static int s_sink(weft_ctx *ctx, const void *item, void *arg) {
 static void one_run(size_t workers, size_t cap, size_t burst, bool ordered, uint32_t n, uint32_t fail_at) {
   st_env e = {tracker_new(n), n, fail_at};
   weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
   o.item_size = sizeof(titem *);
-  o.release = ti_release;
-  o.release_arg = e.t;
+  o.discard = ti_release;
+  o.discard_arg = e.t;
   o.out_capacity = cap;
   o.burst = burst;
   cr_assert_eq(weft_pipeline_source(p, &o, s_src, &e), 0);

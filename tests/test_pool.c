@@ -19,7 +19,8 @@ static int noop_job(weft_ctx *ctx, void *arg) {
  * shutdown, and job 4 is checked still pending right before it. */
 WEFT_TEST(pool, seed_jobs_finish_or_cancel) {
   weft_ctx *pctx;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(5), &pctx), 0);
+  weft_cancel *pcancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(5), &pctx, &pcancel), 0);
   weft_pool_opts o = WEFT_POOL_OPTS_INIT;
   o.workers = 3;
   o.queue_cap = 10;
@@ -30,7 +31,7 @@ WEFT_TEST(pool, seed_jobs_finish_or_cancel) {
   weft_future *f[5];
   int64_t t0 = weft_now();
   for (int i = 0; i < 5; i++) {
-    cr_assert_eq(weft_pool_submit_ex(p, sleep_job, &durs[i], NULL, &f[i]), 0);
+    cr_assert_eq(weft_pool_submit_opts(p, NULL, sleep_job, &durs[i], NULL, &f[i]), 0);
     weft_ctx_sleep(weft_background(), WEFT_MS(100));
   }
   int rc;
@@ -52,7 +53,7 @@ WEFT_TEST(pool, seed_jobs_finish_or_cancel) {
   cr_assert_eq(rep.failed + rep.canceled_before_start + rep.still_running, 0);
   for (int i = 0; i < 5; i++) weft_future_release(f[i]);
   weft_pool_destroy(p, NULL);
-  weft_ctx_end(pctx);
+  weft_ctx_end(pcancel);
 }
 
 static int gate_job(weft_ctx *ctx, void *arg) {
@@ -80,13 +81,14 @@ WEFT_TEST(pool, try_submit_full_and_blocking_submit_deadline) {
   cr_assert_eq(weft_pool_try_submit(p, noop_job, &count), WEFT_EFULL);
   weft_job_opts jo = WEFT_JOB_OPTS_INIT;
   jo.nowait = true;
-  cr_assert_eq(weft_pool_submit_ex(p, noop_job, &count, &jo, NULL), WEFT_EFULL);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, noop_job, &count, &jo, NULL), WEFT_EFULL);
   weft_ctx *c;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(50), &c), 0);
+  weft_cancel *c_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(50), &c, &c_cancel), 0);
   cr_assert_eq(weft_pool_submit(p, c, noop_job, &count), WEFT_EDEADLINE);
-  weft_ctx_end(c);
-  weft_pool_stats st;
-  cr_assert_eq(weft_pool_stats_get(p, &st), 0);
+  weft_ctx_end(c_cancel);
+  struct weft_pool_stats st;
+  cr_assert_eq(weft_pool_stats(p, &st), 0);
   cr_assert_eq(st.queued, 2);
   cr_assert_eq(st.running, 1);
   atomic_store(&gate[1], 1);
@@ -111,18 +113,19 @@ WEFT_TEST(pool, future_returns_result_and_wait_honours_ctx) {
   cr_assert_eq(weft_pool_create(&o, &p), 0);
   weft_future *f;
   int rc = 1;
-  cr_assert_eq(weft_pool_submit_ex(p, ret_job, (void *)(intptr_t)-42, NULL, &f), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, ret_job, (void *)(intptr_t)-42, NULL, &f), 0);
   cr_assert_eq(weft_future_wait(f, NULL, &rc), 0);
   cr_assert_eq(rc, -42);
   cr_assert(weft_future_done(f));
   weft_future_release(f);
 
   _Atomic int gate[2] = {0, 0};
-  cr_assert_eq(weft_pool_submit_ex(p, gate_job, gate, NULL, &f), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, gate_job, gate, NULL, &f), 0);
   weft_ctx *c;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(20), &c), 0);
+  weft_cancel *c_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(20), &c, &c_cancel), 0);
   cr_assert_eq(weft_future_wait(f, c, &rc), WEFT_EDEADLINE);
-  weft_ctx_end(c);
+  weft_ctx_end(c_cancel);
   atomic_store(&gate[1], 1);
   cr_assert_eq(weft_future_wait(f, NULL, &rc), 0);
   cr_assert_eq(rc, 0);
@@ -159,7 +162,7 @@ WEFT_TEST(pool, job_submitting_to_its_full_pool_does_not_deadlock) {
 
 static int ctx_job(weft_ctx *ctx, void *arg) {
   (void)arg;
-  return weft_ctx_wait(ctx, WEFT_FOREVER);
+  return weft_ctx_wait_until(ctx, WEFT_FOREVER);
 }
 
 WEFT_TEST(pool, job_context_joins_submitter_ctx_and_timeout) {
@@ -168,30 +171,31 @@ WEFT_TEST(pool, job_context_joins_submitter_ctx_and_timeout) {
   o.workers = 2;
   cr_assert_eq(weft_pool_create(&o, &p), 0);
   weft_ctx *sub;
-  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &sub), 0);
+  weft_cancel *sub_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &sub, &sub_cancel), 0);
   weft_job_opts jo = WEFT_JOB_OPTS_INIT;
-  jo.ctx = sub;
+  jo.run_ctx = sub;
   weft_future *f1, *f2, *f3;
-  cr_assert_eq(weft_pool_submit_ex(p, ctx_job, NULL, &jo, &f1), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, sub, ctx_job, NULL, &jo, &f1), 0);
   weft_job_opts jt = WEFT_JOB_OPTS_INIT;
   jt.timeout = WEFT_MS(20);
-  cr_assert_eq(weft_pool_submit_ex(p, ctx_job, NULL, &jt, &f2), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, ctx_job, NULL, &jt, &f2), 0);
   int rc;
   cr_assert_eq(weft_future_wait(f2, NULL, &rc), 0);
   cr_assert_eq(rc, WEFT_EDEADLINE);
-  weft_ctx_cancel(sub);
+  weft_ctx_cancel(sub_cancel);
   cr_assert_eq(weft_future_wait(f1, NULL, &rc), 0);
   cr_assert_eq(rc, WEFT_ECANCELED);
   /* A job whose submitter context is done before it starts never runs: it is discarded. */
   _Atomic int ran = 0;
-  cr_assert_eq(weft_pool_submit_ex(p, noop_job, &ran, &jo, &f3), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, noop_job, &ran, &jo, &f3), 0);
   cr_assert_eq(weft_future_wait(f3, NULL, &rc), 0);
   cr_assert_eq(rc, WEFT_ECANCELED);
   cr_assert_eq(atomic_load(&ran), 0);
   weft_future_release(f3);
   weft_future_release(f1);
   weft_future_release(f2);
-  weft_ctx_end(sub);
+  weft_ctx_end(sub_cancel);
   weft_pool_report rep;
   weft_pool_destroy(p, &rep);
   cr_assert_eq(rep.canceled_while_running, 2);
@@ -233,7 +237,8 @@ WEFT_TEST(pool, job_waiting_for_later_jobs_gets_them_run_by_idle_worker) {
   weft_pool *p;
   cr_assert_eq(weft_pool_create(&o, &p), 0);
   weft_ctx *limit;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(20), &limit), 0);
+  weft_cancel *limit_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(20), &limit, &limit_cancel), 0);
   for (int i = 0; i < 2; i++) cr_assert_eq(weft_pool_submit(p, NULL, hb_gate_job, NULL), 0);
   cr_assert_eq(weft_sem_acquire(hb_started, limit, 2), 0); /* both workers are inside a gate job */
   cr_assert_eq(weft_pool_submit(p, NULL, hb_waiter_job, NULL), 0);
@@ -244,7 +249,7 @@ WEFT_TEST(pool, job_waiting_for_later_jobs_gets_them_run_by_idle_worker) {
   weft_pool_destroy(p, &rep);
   cr_assert_eq(rep.submitted, 11);
   cr_assert_eq(rep.completed, 11);
-  weft_ctx_end(limit);
+  weft_ctx_end(limit_cancel);
   weft_sem_destroy(hb_gate);
   weft_sem_destroy(hb_started);
   weft_sem_destroy(hb_signals);
@@ -258,7 +263,7 @@ WEFT_TEST(pool, default_job_timeout_applies) {
   cr_assert_eq(weft_pool_create(&o, &p), 0);
   weft_future *f;
   int rc;
-  cr_assert_eq(weft_pool_submit_ex(p, ctx_job, NULL, NULL, &f), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, ctx_job, NULL, NULL, &f), 0);
   cr_assert_eq(weft_future_wait(f, NULL, &rc), 0);
   cr_assert_eq(rc, WEFT_EDEADLINE);
   weft_future_release(f);
@@ -278,8 +283,8 @@ WEFT_TEST(pool, wait_all_and_stats) {
   for (int i = 0; i < 10; i++) cr_assert_eq(weft_pool_submit(p, NULL, ret_job, (void *)(intptr_t)-1), 0);
   cr_assert_eq(weft_pool_wait_all(p, NULL), 0);
   cr_assert_eq(atomic_load(&count), 1000);
-  weft_pool_stats st;
-  cr_assert_eq(weft_pool_stats_get(p, &st), 0);
+  struct weft_pool_stats st;
+  cr_assert_eq(weft_pool_stats(p, &st), 0);
   cr_assert_eq(st.submitted, 1010);
   cr_assert_eq(st.completed, 1000);
   cr_assert_eq(st.failed, 10);
@@ -312,12 +317,12 @@ WEFT_TEST(pool, bad_input) {
   cr_assert_eq(weft_pool_submit(NULL, NULL, noop_job, NULL), WEFT_EINVAL);
   weft_job_opts jo = WEFT_JOB_OPTS_INIT;
   jo.timeout = -1;
-  cr_assert_eq(weft_pool_submit_ex(p, noop_job, NULL, &jo, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, noop_job, NULL, &jo, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_pool_shutdown(p, (weft_pool_mode)7, 0, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, -1, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_future_wait(NULL, NULL, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_pool_wait_all(NULL, NULL), WEFT_EINVAL);
-  cr_assert_eq(weft_pool_stats_get(p, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_pool_stats(p, NULL), WEFT_EINVAL);
   weft_pool_report rep;
   cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), 0);
   cr_assert_eq(rep.submitted, 0);
@@ -325,7 +330,7 @@ WEFT_TEST(pool, bad_input) {
   cr_assert_eq(weft_pool_submit(p, NULL, noop_job, NULL), WEFT_ESTOPPED);
   cr_assert_eq(weft_pool_try_submit(p, noop_job, NULL), WEFT_ESTOPPED);
   weft_future *f = (weft_future *)1;
-  cr_assert_eq(weft_pool_submit_ex(p, noop_job, NULL, NULL, &f), WEFT_ESTOPPED);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, noop_job, NULL, NULL, &f), WEFT_ESTOPPED);
   cr_assert_null(f);
   cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), WEFT_ESTATE);
   weft_pool_destroy(p, &rep);

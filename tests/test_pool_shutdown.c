@@ -37,9 +37,10 @@ static void on_discard(void *arg, void *darg) {
 static void daemon_run(weft_pool_mode mode) {
   for (int i = 0; i <= QUEUED; i++) atomic_store(&ran[i], 0), atomic_store(&discarded[i], 0);
   weft_ctx *root;
+  weft_cancel *root_cancel = NULL;
   int sig = SIGTERM;
   /* Created before the pool, so the pool's workers inherit the blocked signal mask. */
-  cr_assert_eq(weft_ctx_with_signals(weft_background(), &sig, 1, false, &root), 0);
+  cr_assert_eq(weft_ctx_with_signals(weft_background(), &sig, 1, false, &root, &root_cancel), 0);
   weft_pool_opts o = WEFT_POOL_OPTS_INIT;
   o.workers = 1;
   o.queue_cap = 16;
@@ -52,7 +53,7 @@ static void daemon_run(weft_pool_mode mode) {
   for (int i = 1; i <= QUEUED; i++) cr_assert_eq(weft_pool_submit(p, root, count_job, (void *)(intptr_t)i), 0);
 
   cr_assert_eq(kill(getpid(), SIGTERM), 0);
-  cr_assert_eq(weft_ctx_wait(root, WEFT_FOREVER), WEFT_ECANCELED);
+  cr_assert_eq(weft_ctx_wait_until(root, WEFT_FOREVER), WEFT_ECANCELED);
   cr_assert_eq(weft_cause_signal(weft_ctx_cause(root)), SIGTERM);
 
   if (mode == WEFT_POOL_DRAIN) atomic_store(&gate[1], 1);
@@ -77,7 +78,7 @@ static void daemon_run(weft_pool_mode mode) {
     cr_assert_eq(rep.canceled_while_running, 1);
   }
   weft_pool_destroy(p, NULL);
-  weft_ctx_end(root);
+  weft_ctx_end(root_cancel);
 }
 
 WEFT_TEST(pool_shutdown, sigterm_daemon_drain_runs_every_queued_job) { daemon_run(WEFT_POOL_DRAIN); }
@@ -106,7 +107,8 @@ WEFT_TEST(pool_shutdown, drain_grace_reports_job_ignoring_cancellation) {
   for (int i = 1; i <= 3; i++) cr_assert_eq(weft_pool_submit(p, NULL, count_job, (void *)(intptr_t)i), 0);
   int64_t t0 = weft_now();
   weft_pool_report rep;
-  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_MS(100), &rep), 0);
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_MS(100), &rep), WEFT_ETIMEDOUT,
+               "the grace ran out with a job still running");
   cr_assert(weft_now() - t0 >= WEFT_MS(100), "returned before the grace deadline");
   cr_assert(weft_ctx_done(weft_pool_ctx(p)), "the pool's context is cancelled after the grace period");
   cr_assert_eq(rep.submitted, 4);
@@ -132,7 +134,7 @@ WEFT_TEST(pool_shutdown, cancel_grace_reports_job_ignoring_cancellation) {
   cr_assert_eq(weft_pool_submit(p, NULL, stubborn, NULL), 0);
   while (!atomic_load(&ran[0])) usleep(100);
   weft_pool_report rep;
-  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_CANCEL, WEFT_MS(20), &rep), 0);
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_CANCEL, WEFT_MS(20), &rep), WEFT_ETIMEDOUT);
   cr_assert_eq(rep.still_running, 1);
   atomic_store(&stubborn_release, 1);
   weft_pool_report fin;
@@ -144,7 +146,8 @@ WEFT_TEST(pool_shutdown, cancel_grace_reports_job_ignoring_cancellation) {
 WEFT_TEST(pool_shutdown, parent_done_discards_unstarted_jobs) {
   for (int i = 0; i <= QUEUED; i++) atomic_store(&ran[i], 0), atomic_store(&discarded[i], 0);
   weft_ctx *parent;
-  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &parent), 0);
+  weft_cancel *parent_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &parent, &parent_cancel), 0);
   weft_pool_opts o = WEFT_POOL_OPTS_INIT;
   o.workers = 1;
   o.parent = parent;
@@ -155,7 +158,7 @@ WEFT_TEST(pool_shutdown, parent_done_discards_unstarted_jobs) {
   cr_assert_eq(weft_pool_submit(p, NULL, blocker, gate), 0);
   while (!atomic_load(&gate[0])) usleep(100);
   for (int i = 1; i <= 5; i++) cr_assert_eq(weft_pool_submit(p, NULL, count_job, (void *)(intptr_t)i), 0);
-  weft_ctx_cancel(parent);
+  weft_ctx_cancel(parent_cancel);
   cr_assert_eq(weft_pool_wait_all(p, NULL), 0);
   for (int i = 1; i <= 5; i++) cr_assert_eq(atomic_load(&discarded[i]) + atomic_load(&ran[i]), 1);
   for (int i = 1; i <= 5; i++) cr_assert_eq(atomic_load(&discarded[i]), 1);
@@ -163,5 +166,56 @@ WEFT_TEST(pool_shutdown, parent_done_discards_unstarted_jobs) {
   weft_pool_destroy(p, &rep);
   cr_assert_eq(rep.canceled_before_start, 5);
   cr_assert_eq(rep.canceled_while_running, 1);
-  weft_ctx_end(parent);
+  weft_ctx_end(parent_cancel);
+}
+
+/* The settle time after a drain's grace is an option: with 0, shutdown returns as soon as the grace ran out
+ * and it cancelled, without waiting for the job that ignores cancellation. */
+WEFT_TEST(pool_shutdown, drain_settle_is_an_option) {
+  atomic_store(&stubborn_release, 0);
+  atomic_store(&ran[0], 0);
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.settle = -1;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), WEFT_EINVAL, "a negative settle time is refused");
+  o.workers = 1;
+  o.settle = 0;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  cr_assert_eq(weft_pool_submit(p, NULL, stubborn, NULL), 0);
+  while (!atomic_load(&ran[0])) usleep(100);
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_MS(10), &rep), WEFT_ETIMEDOUT);
+  cr_assert_eq(rep.still_running, 1, "shutdown did not wait for the job: it is still running");
+  cr_assert(weft_ctx_done(weft_pool_ctx(p)));
+  atomic_store(&stubborn_release, 1);
+  weft_pool_report fin;
+  weft_pool_destroy(p, &fin);
+  cr_assert_eq(fin.still_running, 0);
+  cr_assert_eq(fin.submitted, 1);
+}
+
+static _Atomic int from_worker_rc = 1;
+static int shutdown_own_pool(weft_ctx *ctx, void *arg) {
+  atomic_store(&from_worker_rc, weft_pool_shutdown(arg, WEFT_POOL_DRAIN, WEFT_FOREVER, NULL));
+  return 0;
+}
+
+/* A shutdown called from one of the pool's own workers would wait for itself: WEFT_EBUSY, told apart from a
+ * second shutdown (WEFT_ESTATE), and the pool goes on working. */
+WEFT_TEST(pool_shutdown, from_a_worker_is_busy_and_twice_is_state) {
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(NULL, &p), 0);
+  weft_future *f;
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, shutdown_own_pool, p, NULL, &f), 0);
+  cr_assert_eq(weft_future_wait(f, NULL, NULL), 0);
+  weft_future_release(f);
+  cr_assert_eq(atomic_load(&from_worker_rc), WEFT_EBUSY);
+  cr_assert_eq(weft_pool_submit(p, NULL, shutdown_own_pool, p), 0, "still accepting work");
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), 0, "every job ended in time");
+  cr_assert_eq(rep.submitted, 2);
+  rep.submitted = 99;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), WEFT_ESTATE);
+  cr_assert_eq(rep.submitted, 99, "a refused shutdown leaves the report alone");
+  weft_pool_destroy(p, NULL);
 }

@@ -19,6 +19,7 @@ static job_state *jobs;
 static _Atomic int after_discard;
 static weft_pool *pool;
 static weft_ctx *sub_ctx;
+static weft_cancel *sub_cancel;
 
 static int stress_job(weft_ctx *ctx, void *arg) {
   (void)ctx;
@@ -58,9 +59,9 @@ static void *submitter(void *a) {
     } else if (kind == 1) {
       weft_future *f;
       weft_job_opts o = WEFT_JOB_OPTS_INIT;
-      o.ctx = sub_ctx;
+      o.run_ctx = sub_ctx;
       o.timeout = WEFT_SEC(60);
-      rc = weft_pool_submit_ex(pool, stress_job, arg, &o, &f);
+      rc = weft_pool_submit_opts(pool, sub_ctx, stress_job, arg, &o, &f);
       if (rc == 0) weft_future_release(f);
     } else {
       rc = weft_pool_submit(pool, NULL, stress_job, arg);
@@ -78,7 +79,7 @@ static void stress_round(unsigned seed, weft_pool_mode mode) {
   jobs = calloc(T * N, sizeof *jobs);
   cr_assert_not_null(jobs);
   atomic_store(&after_discard, 0);
-  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &sub_ctx), 0);
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &sub_ctx, &sub_cancel), 0);
   weft_pool_opts o = WEFT_POOL_OPTS_INIT;
   o.workers = 3;
   o.queue_cap = 64;
@@ -118,7 +119,7 @@ static void stress_round(unsigned seed, weft_pool_mode mode) {
   if (mode == WEFT_POOL_DRAIN) cr_assert_eq(disc, 0, "drain without a grace deadline discards nothing");
   free(subs);
   free(jobs);
-  weft_ctx_end(sub_ctx);
+  weft_ctx_end(sub_cancel);
 }
 
 WEFT_TEST(pool_stress, accounting_with_random_cancel) {

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "chan_test_util.h"
+#include "testing.h"
 
 static weft_chan *mk(size_t esize, size_t cap) {
   weft_chan *ch = NULL;
@@ -14,13 +15,13 @@ static weft_chan *mk(size_t esize, size_t cap) {
 WEFT_TEST(select, einval) {
   weft_chan *ch = mk(sizeof(int), 1);
   weft_select_case c[2] = {WEFT_RECV_CASE(ch, NULL), WEFT_SEND_CASE(ch, NULL)};
-  cr_assert_eq(weft_select_try(c, 2), WEFT_EINVAL, "send case without an element");
+  cr_assert_eq(weft_try_select(c, 2), WEFT_EINVAL, "send case without an element");
   c[1].op = 99;
   c[1].elem = &(int){1};
-  cr_assert_eq(weft_select_try(c, 2), WEFT_EINVAL, "bad op");
+  cr_assert_eq(weft_try_select(c, 2), WEFT_EINVAL, "bad op");
   cr_assert_eq(weft_select(NULL, NULL, 1), WEFT_EINVAL);
   cr_assert_eq(weft_select_until(NULL, 3, WEFT_FOREVER), WEFT_EINVAL);
-  cr_assert_eq(weft_select_try(NULL, 0), WEFT_EEMPTY, "no case: the default fires");
+  cr_assert_eq(weft_try_select(NULL, 0), WEFT_EEMPTY, "no case: the default fires");
   cr_assert_eq(weft_chan_len(ch), 0);
   weft_chan_destroy(ch);
 }
@@ -53,7 +54,7 @@ WEFT_TEST(select, fair_among_three_with_send_cases) {
   enum { N = 9000 };
   for (int i = 0; i < N; i++) {
     weft_select_case c[3] = {WEFT_SEND_CASE(ch[0], &i), WEFT_SEND_CASE(ch[1], &i), WEFT_SEND_CASE(ch[2], &i)};
-    int r = weft_select_try(c, 3);
+    int r = weft_try_select(c, 3);
     cr_assert(r >= 0 && r < 3);
     hits[r]++;
   }
@@ -68,12 +69,12 @@ WEFT_TEST(select, default_when_nothing_ready) {
   weft_chan *a = mk(sizeof(int), 1), *z = mk(sizeof(int), 0);
   int v = -3;
   weft_select_case c[3] = {WEFT_RECV_CASE(a, &v), WEFT_RECV_CASE(z, &v), WEFT_SEND_CASE(z, &(int){1})};
-  cr_assert_eq(weft_select_try(c, 3), WEFT_EEMPTY);
+  cr_assert_eq(weft_try_select(c, 3), WEFT_EEMPTY);
   cr_assert_eq(v, -3);
   weft_chan_try_send(a, &(int){8});
-  cr_assert_eq(weft_select_try(c, 3), 0);
+  cr_assert_eq(weft_try_select(c, 3), 0);
   cr_assert_eq(v, 8);
-  cr_assert_eq(weft_select_try(c, 3), WEFT_EEMPTY);
+  cr_assert_eq(weft_try_select(c, 3), WEFT_EEMPTY);
   weft_chan_destroy(a);
   weft_chan_destroy(z);
 }
@@ -82,7 +83,7 @@ WEFT_TEST(select, disabled_case_never_fires) {
   weft_chan *a = mk(sizeof(int), 2);
   int v;
   weft_select_case c[3] = {WEFT_RECV_CASE(NULL, &v), WEFT_RECV_CASE(a, &v), WEFT_SEND_CASE(NULL, &v)};
-  cr_assert_eq(weft_select_try(c, 3), WEFT_EEMPTY);
+  cr_assert_eq(weft_try_select(c, 3), WEFT_EEMPTY);
   cr_assert_eq(weft_select_until(c, 3, weft_deadline_in(WEFT_MS(5))), WEFT_ETIMEDOUT);
   for (int i = 0; i < 1000; i++) {
     weft_chan_try_send(a, &i);
@@ -135,9 +136,9 @@ WEFT_TEST(select, blocked_select_wakes_on_either_channel) {
     pthread_t t = spawn(sel_recv_worker, &s);
     WAIT_UNTIL(chan_waits(a, false) + chan_waits(b, false) >= 2); /* queued on both */
     if (which == 0) {
-      cr_assert_eq(weft_chan_send(NULL, a, &(int){11}), 0);
+      cr_assert_eq(weft_chan_send(a, NULL, &(int){11}), 0);
     } else {
-      cr_assert_eq(weft_chan_send(NULL, b, &(int){22}), 0);
+      cr_assert_eq(weft_chan_send(b, NULL, &(int){22}), 0);
     }
     join(t);
     cr_assert_eq(s.rc, which);
@@ -166,7 +167,7 @@ WEFT_TEST(select, blocked_send_select_hands_off_exactly_once) {
   pthread_t t = spawn(sel_send_worker, &s);
   WAIT_UNTIL(chan_waits(a, true) + chan_waits(b, true) >= 2);
   int v;
-  cr_assert_eq(weft_chan_recv(NULL, a, &v), 0);
+  cr_assert_eq(weft_chan_recv(a, NULL, &v), 0);
   cr_assert_eq(v, 100);
   join(t);
   cr_assert_eq(s.rc, 0);
@@ -179,7 +180,8 @@ WEFT_TEST(select, cancel_releases_blocked_selects) {
   enum { N = 6 };
   weft_chan *a = mk(sizeof(int), 0), *b = mk(sizeof(int), 2);
   weft_ctx *ctx;
-  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx), 0);
+  weft_cancel *cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx, &cancel), 0);
   sel_arg s[N];
   pthread_t t[N];
   for (int i = 0; i < N; i++) {
@@ -187,7 +189,7 @@ WEFT_TEST(select, cancel_releases_blocked_selects) {
     t[i] = spawn(sel_recv_worker, &s[i]);
   }
   WAIT_UNTIL(chan_waits(a, false) >= N && chan_waits(b, false) >= N);
-  weft_ctx_cancel(ctx);
+  weft_ctx_cancel(cancel);
   for (int i = 0; i < N; i++) {
     join(t[i]);
     cr_assert_eq(s[i].rc, WEFT_ECANCELED);
@@ -199,7 +201,7 @@ WEFT_TEST(select, cancel_releases_blocked_selects) {
   cr_assert_eq(weft_chan_try_send(b, &(int){1}), 0);
   cr_assert_eq(weft_chan_destroy(a), 0);
   cr_assert_eq(weft_chan_destroy(b), 0);
-  weft_ctx_end(ctx);
+  weft_ctx_end(cancel);
 }
 
 WEFT_TEST(select, deadline_variants) {
@@ -210,11 +212,12 @@ WEFT_TEST(select, deadline_variants) {
   cr_assert_eq(weft_select_until(c, 1, d), WEFT_ETIMEDOUT);
   cr_assert_geq(weft_now(), d);
   weft_ctx *ctx;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(10), &ctx), 0);
+  weft_cancel *cancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(10), &ctx, &cancel), 0);
   cr_assert_eq(weft_select(ctx, c, 1), WEFT_EDEADLINE);
   cr_assert_eq(weft_select(ctx, c, 1), WEFT_EDEADLINE, "done on entry");
   cr_assert_eq(weft_select(ctx, NULL, 0), WEFT_EDEADLINE, "no case: waits for the context alone");
-  weft_ctx_end(ctx);
+  weft_ctx_end(cancel);
   weft_chan_destroy(a);
 }
 
@@ -277,7 +280,7 @@ WEFT_TEST(timer, after_fires_once_not_early) {
   cr_assert_eq(weft_chan_cap(t), 1);
   cr_assert_eq(weft_chan_elem_size(t), sizeof(int64_t));
   int64_t at;
-  cr_assert_eq(weft_chan_recv(NULL, t, &at), 0);
+  cr_assert_eq(weft_chan_recv(t, NULL, &at), 0);
   cr_assert_geq(at, start + WEFT_MS(20));
   cr_assert_leq(at, weft_now());
   cr_assert_eq(weft_chan_recv_until(t, &at, weft_deadline_in(WEFT_MS(30))), WEFT_ETIMEDOUT, "once");
@@ -294,7 +297,7 @@ WEFT_TEST(timer, select_times_out_with_after) {
   weft_chan_destroy(t);
   cr_assert_eq(weft_chan_after(0, &t), 0);
   int64_t at;
-  cr_assert_eq(weft_chan_recv(NULL, t, &at), 0, "a zero duration fires at once");
+  cr_assert_eq(weft_chan_recv(t, NULL, &at), 0, "a zero duration fires at once");
   weft_chan_destroy(t);
   weft_chan_destroy(idle);
 }
@@ -305,7 +308,7 @@ WEFT_TEST(timer, ticker_ticks_in_order_and_stops) {
   cr_assert_eq(weft_chan_tick(period, &t), 0);
   for (int k = 1; k <= 5; k++) {
     int64_t at;
-    cr_assert_eq(weft_chan_recv(NULL, t, &at), 0);
+    cr_assert_eq(weft_chan_recv(t, NULL, &at), 0);
     cr_assert_gt(at, prev);
     cr_assert_geq(at, start + k * period, "tick %d before its time", k);
     prev = at;
@@ -342,7 +345,6 @@ WEFT_TEST(timer, einval) {
   cr_assert_eq(weft_chan_tick(5, NULL), WEFT_EINVAL);
 }
 
-void weft__leaks_enable(bool on);
 
 WEFT_TEST(timer, stop_ends_its_context_at_once) {
   size_t before = weft_ctx_live_count();
@@ -361,9 +363,10 @@ static void *timer_churn(void *arg) {
   for (int i = 0; i < 300; i++) {
     weft_chan *t;
     weft_ctx *c;
+    weft_cancel *c_cancel = NULL;
     if (weft_chan_after(i % 3 == 0 ? 0 : WEFT_US(50), &t) != 0) return (void *)1;
-    if (weft_ctx_with_cancel(weft_background(), &c) != 0) return (void *)1;
-    weft_ctx_end(c);
+    if (weft_ctx_with_cancel(weft_background(), &c, &c_cancel) != 0) return (void *)1;
+    weft_ctx_end(c_cancel);
     if (weft_chan_destroy(t) != 0) return (void *)1;
   }
   return NULL;

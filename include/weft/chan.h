@@ -4,7 +4,8 @@
  * fixed at creation; capacity 0 is a rendezvous (Go's unbuffered channel): a send completes only when a
  * receiver has taken the element.
  *
- * Blocking calls take a context (NULL means weft_background(): never cancelled) and block until they
+ * Blocking calls take the channel first, then a context (NULL means weft_background(): never cancelled),
+ * and block until they
  * complete, the channel is closed, or the context ends. If the context is already done when a call
  * starts, the call returns its error without touching the channel. A call that would block spins
  * briefly, then parks; cancelling the context wakes every thread blocked under it.
@@ -13,7 +14,7 @@
  * 0 has copied the element into the channel (or straight into a receiver); on any error the element was
  * not sent and stays the caller's. A receive that returns 0 has written one element to the caller's
  * buffer; on any error the buffer is untouched. Elements that are pointers to resources are the
- * application's to manage; an optional release hook (weft_chan_opts.release) hands back elements still
+ * application's to manage; an optional discard hook (weft_chan_opts.discard) hands back elements still
  * buffered when the channel is destroyed, so nothing is lost silently.
  *
  * Errors: WEFT_EINVAL (NULL channel or element pointer, element size 0, sizes that overflow),
@@ -42,8 +43,8 @@ typedef struct weft_chan_opts {
   size_t capacity;  /* elements buffered; 0 = rendezvous */
   /* Optional: called once for every element still buffered when the channel is destroyed, in FIFO
    * order, on the destroying thread, with a pointer to the element (valid during the call only). */
-  void (*release)(void *elem, void *arg);
-  void *release_arg;
+  weft_discard_fn discard;
+  void *discard_arg;
 } weft_chan_opts;
 /* weft_chan_opts o = WEFT_CHAN_OPTS_INIT; o.elem_size = sizeof(item); o.capacity = 64; */
 #define WEFT_CHAN_OPTS_INIT {0, 0, NULL, NULL}
@@ -55,7 +56,7 @@ WEFT_API int weft_chan_create(size_t elem_size, size_t capacity, weft_chan **out
 /* As weft_chan_create(), with options (NULL opts gives WEFT_EINVAL). */
 WEFT_API int weft_chan_create_opts(const weft_chan_opts *opts, weft_chan **out);
 
-/* Destroys the channel. Elements still buffered are passed to the release hook if one was given, else
+/* Destroys the channel. Elements still buffered are passed to the discard hook if one was given, else
  * dropped. A timer channel's timer is stopped. Returns 0; WEFT_EINVAL for NULL; WEFT_EBUSY, freeing
  * nothing, when a thread is blocked on the channel (a bug of the caller's, reported rather than
  * crashed on). Thread safety: no other thread may use the channel during or after the call. */
@@ -67,12 +68,12 @@ WEFT_API int weft_chan_destroy(weft_chan *ch);
  * element). Returns 0 once sent; WEFT_ECLOSED if the channel is or becomes closed first;
  * WEFT_ECANCELED / WEFT_EDEADLINE if ctx ends first (also when it was done on entry); WEFT_EINVAL.
  * On error the element was not sent. Thread safety: any thread. */
-WEFT_API int weft_chan_send(weft_ctx *ctx, weft_chan *ch, const void *elem);
+WEFT_API int weft_chan_send(weft_chan *ch, weft_ctx *ctx, const void *elem);
 
 /* Receives the oldest element into *elem, blocking while the channel is empty. After close, receives
  * keep returning buffered elements, then WEFT_ECLOSED. Returns 0; WEFT_ECLOSED; WEFT_ECANCELED /
  * WEFT_EDEADLINE if ctx ends first (no element is consumed); WEFT_EINVAL. Thread safety: any thread. */
-WEFT_API int weft_chan_recv(weft_ctx *ctx, weft_chan *ch, void *elem);
+WEFT_API int weft_chan_recv(weft_chan *ch, weft_ctx *ctx, void *elem);
 
 /* As send / recv without a context, giving up at `deadline` (absolute CLOCK_MONOTONIC ns; WEFT_FOREVER
  * for none; a deadline already past makes one non-blocking attempt) with WEFT_ETIMEDOUT. */
@@ -100,23 +101,23 @@ WEFT_API bool weft_chan_closed(const weft_chan *ch);      /* true once weft_chan
 
 /* Counters since creation. On buffered channels sends and recvs are read off the ring's own positions, so
  * keeping them costs nothing; the wait counters are kept on the blocking path only. */
-typedef struct weft_chan_stats {
+struct weft_chan_stats {
   uint64_t sends;      /* elements sent (try, blocking and select alike) */
   uint64_t recvs;      /* elements received */
   uint64_t send_waits; /* times a sender had to park (queued as a waiter) */
   uint64_t recv_waits; /* times a receiver had to park */
-} weft_chan_stats;
-/* Fills *out. Returns 0, or WEFT_EINVAL for NULL arguments. Thread safety: any thread. */
-WEFT_API int weft_chan_get_stats(const weft_chan *ch, weft_chan_stats *out);
+};
+/* Fills *out (as POSIX stat() fills a struct stat: the type is a struct tag of the function's name).
+ * Returns 0, or WEFT_EINVAL for NULL arguments. Thread safety: any thread. */
+WEFT_API int weft_chan_stats(const weft_chan *ch, struct weft_chan_stats *out);
 
 /* ---- select --------------------------------------------------------------------------------------- */
 
-#define WEFT_SELECT_RECV 1
-#define WEFT_SELECT_SEND 2
+typedef enum weft_select_op { WEFT_SELECT_RECV = 1, WEFT_SELECT_SEND = 2 } weft_select_op;
 
 typedef struct weft_select_case {
-  weft_chan *chan; /* NULL: a disabled case, which never fires (Go's nil channel) */
-  int op;          /* WEFT_SELECT_RECV or WEFT_SELECT_SEND */
+  weft_chan *chan;   /* NULL: a disabled case, which never fires (Go's nil channel) */
+  weft_select_op op; /* WEFT_SELECT_RECV or WEFT_SELECT_SEND */
   void *elem;      /* send: the element to copy in; recv: where to store it (NULL: discard it) */
   int err;         /* out, for the fired case: 0, or WEFT_ECLOSED (recv: closed and drained; send: closed) */
 } weft_select_case;
@@ -135,7 +136,7 @@ WEFT_API int weft_select(weft_ctx *ctx, weft_select_case *cases, size_t n);
 /* As weft_select() without a context, giving up at `deadline` with WEFT_ETIMEDOUT. */
 WEFT_API int weft_select_until(weft_select_case *cases, size_t n, int64_t deadline);
 /* Select with a default: never blocks; returns the fired index, or WEFT_EEMPTY when no case is ready. */
-WEFT_API int weft_select_try(weft_select_case *cases, size_t n);
+WEFT_API int weft_try_select(weft_select_case *cases, size_t n);
 
 /* ---- timer channels ------------------------------------------------------------------------------- */
 

@@ -31,6 +31,21 @@ extern "C" {
 /* As a duration: do not wait at all (poll). As a deadline, any value <= weft_now() means the same. */
 #define WEFT_NOWAIT INT64_C(0)
 
+/* A context (weft/ctx.h). Declared here so that the function types below need no other header. */
+typedef struct weft_ctx weft_ctx;
+
+/* A job, a group function or anything else weft runs for you: it gets a context (observe it, derive from
+ * it, pass it on; it carries no right to cancel) and the argument given with it, and returns 0 for success
+ * or a negative error code (a WEFT_E* code or one of its own). */
+typedef int (*weft_job_fn)(weft_ctx *ctx, void *arg);
+
+/* Hands back an item weft will not deliver (a channel element left when the channel is destroyed, a
+ * pipeline item dropped on a stop, an element a merge or tee could not pass on, the argument of a job
+ * that ends unrun), with the `arg` registered beside the hook: typically the item is freed or requeued.
+ * It runs on a thread of weft's or on the caller's, must not block for long, and must not call back into
+ * the object that calls it. */
+typedef void (*weft_discard_fn)(void *item, void *arg);
+
 /* Returns the current CLOCK_MONOTONIC time in nanoseconds. Thread safety: any thread. */
 WEFT_API int64_t weft_now(void);
 

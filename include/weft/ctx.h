@@ -3,6 +3,16 @@
  * A context carries a cancellation signal, an optional deadline and request-scoped values across API
  * boundaries and threads. Contexts form a tree: cancelling one cancels every context derived from it.
  *
+ * The right to cancel. As Go's WithCancel returns a context and a separate CancelFunc, every derivation
+ * that can be cancelled (with_cancel, with_deadline, with_timeout, their _cause forms, with_parents and
+ * with_signals) stores two handles: the context (weft_ctx *), which is what you hand to callees — jobs,
+ * stage functions, group functions and anything you call receive only that — and the right to cancel it
+ * (weft_cancel *), which stays with the creator. weft_ctx_cancel(), weft_ctx_cancel_cause() and
+ * weft_ctx_end() take a weft_cancel *, so a callee holding the context cannot cancel its caller's work
+ * by mistake. "The function receiving a cancelation signal is usually not the one that sends the signal."
+ * Both handles name one object: the cancel handle holds no reference of its own and costs nothing; it is
+ * valid while a reference to its context is held.
+ *
  * Ownership. Contexts are reference-counted. Every weft_ctx_with_*() call returns a new context holding one
  * reference that belongs to the caller; the child holds a reference to its parent, so a parent lives at
  * least as long as its children. A parent does *not* keep its children alive: when the last reference to a
@@ -13,10 +23,11 @@
  * The common Go pattern `ctx, cancel := context.WithTimeout(parent, d); defer cancel()` is:
  *
  *     weft_ctx *ctx;
- *     int rc = weft_ctx_with_timeout(parent, WEFT_MS(250), &ctx);
+ *     weft_cancel *cancel;
+ *     int rc = weft_ctx_with_timeout(parent, WEFT_MS(250), &ctx, &cancel);
  *     if (rc != 0) return rc;
  *     ... use ctx ...
- *     weft_ctx_end(ctx);          // cancel + release: one call at the end
+ *     weft_ctx_end(cancel);       // cancel + release: one call at the end
  *
  * Thread safety: every function here may be called from any thread, concurrently, on the same context,
  * provided the caller holds a reference for the duration of the call. This is the one rule C adds to Go's
@@ -25,7 +36,7 @@
  * it — or be joined before the owner's last release. Cancelling from a watcher thread while the owner
  * ends the same context is fine when the watcher holds its own reference.
  *
- * Errors: derivations return WEFT_EINVAL for a NULL parent or out pointer (and *out is set to NULL),
+ * Errors: derivations return WEFT_EINVAL for a NULL parent or out pointer (and the outs are set to NULL),
  * WEFT_ENOMEM when memory runs out. A derivation from an already-done parent succeeds and returns a child
  * that is already done with the parent's error and cause, as in Go. */
 #ifndef WEFT_CTX_H
@@ -41,6 +52,8 @@ extern "C" {
 #endif
 
 typedef struct weft_ctx weft_ctx;
+/* The right to cancel one context (Go's CancelFunc). Not a context: it cannot be waited on or derived from. */
+typedef struct weft_cancel weft_cancel;
 
 /* ---- roots -------------------------------------------------------------------------------------- */
 
@@ -50,54 +63,58 @@ WEFT_API weft_ctx *weft_background(void);
  * given a context; a separate root so that such places can be found. */
 WEFT_API weft_ctx *weft_todo(void);
 
-/* ---- derivations (each returns 0 and stores a new context with one reference in *out) ----------- */
+/* ---- derivations (each returns 0 and stores a new context with one reference in *out, and the right to
+ * cancel it in *cancel) ---------------------------------------------------------------------------- */
 
-/* A child cancelled by weft_ctx_cancel*() or when the parent is done. */
-WEFT_API int weft_ctx_with_cancel(weft_ctx *parent, weft_ctx **out);
+/* A child cancelled through *cancel or when the parent is done. */
+WEFT_API int weft_ctx_with_cancel(weft_ctx *parent, weft_ctx **out, weft_cancel **cancel);
 
 /* A child that also ends at `deadline` (absolute, CLOCK_MONOTONIC ns) with WEFT_EDEADLINE. The effective
  * deadline is min(deadline, parent's deadline); when the parent's deadline comes first no timer is armed.
  * A deadline already past gives a child that is already done with WEFT_EDEADLINE. */
-WEFT_API int weft_ctx_with_deadline(weft_ctx *parent, int64_t deadline, weft_ctx **out);
-/* weft_ctx_with_deadline(parent, weft_deadline_in(timeout), out). A negative timeout is already expired. */
-WEFT_API int weft_ctx_with_timeout(weft_ctx *parent, int64_t timeout, weft_ctx **out);
+WEFT_API int weft_ctx_with_deadline(weft_ctx *parent, int64_t deadline, weft_ctx **out, weft_cancel **cancel);
+/* weft_ctx_with_deadline(parent, weft_deadline_in(timeout), ...). A negative timeout is already expired. */
+WEFT_API int weft_ctx_with_timeout(weft_ctx *parent, int64_t timeout, weft_ctx **out, weft_cancel **cancel);
 /* As above, but when the deadline fires the context's cause is `cause` instead of WEFT_EDEADLINE
  * (weft_ctx_err() still says WEFT_EDEADLINE). `cause` must be negative (WEFT_EINVAL otherwise). */
-WEFT_API int weft_ctx_with_deadline_cause(weft_ctx *parent, int64_t deadline, int cause, weft_ctx **out);
-WEFT_API int weft_ctx_with_timeout_cause(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out);
+WEFT_API int weft_ctx_with_deadline_cause(weft_ctx *parent, int64_t deadline, int cause, weft_ctx **out,
+                                          weft_cancel **cancel);
+WEFT_API int weft_ctx_with_timeout_cause(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out,
+                                         weft_cancel **cancel);
 
 /* A child carrying `value` under `key`. The key is the address of a unique object of the caller's (a
  * static variable), so keys of different modules never collide; NULL gives WEFT_EINVAL. If `dtor` is not
  * NULL it is called with `value` exactly once, when the context is freed — or before returning, if the call
  * fails, so ownership of `value` always passes to the call. The child shares its parent's cancellation and
- * deadline; weft_ctx_cancel() on it returns WEFT_EINVAL (as in Go, a value context has no cancel). */
+ * deadline and has no cancel of its own (as in Go); end it with weft_ctx_release(). */
 WEFT_API int weft_ctx_with_value(weft_ctx *parent, const void *key, void *value, void (*dtor)(void *),
                                  weft_ctx **out);
 
 /* A child that keeps the parent's values but is never cancelled and has no deadline (Go's WithoutCancel).
- * Use it for work that must outlive the request, such as a confirmation sent after the response. */
+ * Use it for work that must outlive the request, such as a confirmation sent after the response. End it
+ * with weft_ctx_release(). */
 WEFT_API int weft_ctx_without_cancel(weft_ctx *parent, weft_ctx **out);
 
 /* A child of several parents: done as soon as any parent is done (with that parent's error and cause), its
  * deadline is the earliest of the parents', and values are looked up in each parent in the order given.
  * It is registered with each parent; no thread is used. n must be 1..64 (WEFT_EINVAL otherwise, or when an
- * entry is NULL). The child holds a reference to each parent. */
-WEFT_API int weft_ctx_with_parents(weft_ctx *const *parents, size_t n, weft_ctx **out);
+ * entry is NULL). The child holds a reference to each parent; *cancel cancels the child alone. */
+WEFT_API int weft_ctx_with_parents(weft_ctx *const *parents, size_t n, weft_ctx **out, weft_cancel **cancel);
 
 /* ---- cancellation -------------------------------------------------------------------------------- */
 
-/* Cancels `ctx` with WEFT_ECANCELED and every context derived from it, disarms their timers, wakes every
- * thread waiting on them and schedules their after-funcs; the context is unlinked from its parent.
- * Returns 0, also when ctx was already done (cancel is idempotent; the first error and cause stay).
- * WEFT_EINVAL for NULL, for a root, or for a context with no cancel of its own (value, without-cancel). */
-WEFT_API int weft_ctx_cancel(weft_ctx *ctx);
+/* Cancels the context `cancel` belongs to with WEFT_ECANCELED, and every context derived from it;
+ * disarms their timers, wakes every thread waiting on them and schedules their after-funcs; the context
+ * is unlinked from its parent. Returns 0, also when it was already done (cancel is idempotent; the first
+ * error and cause stay); WEFT_EINVAL for NULL. The caller must hold a reference to the context. */
+WEFT_API int weft_ctx_cancel(weft_cancel *cancel);
 /* As weft_ctx_cancel(), recording `cause` (a negative code of the caller's) as weft_ctx_cause(). A cause of
  * 0 means WEFT_ECANCELED. WEFT_EINVAL for a positive cause. */
-WEFT_API int weft_ctx_cancel_cause(weft_ctx *ctx, int cause);
+WEFT_API int weft_ctx_cancel_cause(weft_cancel *cancel, int cause);
 
-/* Cancel (when the context has a cancel of its own) and release: the `defer cancel()` of Go. NULL is a
- * no-op. After it the caller's reference is gone. */
-WEFT_API void weft_ctx_end(weft_ctx *ctx);
+/* Cancel and release the creator's reference: the `defer cancel()` of Go, one call at the end. NULL is a
+ * no-op. Afterwards both handles are gone (unless the context was retained elsewhere). */
+WEFT_API void weft_ctx_end(weft_cancel *cancel);
 
 /* Adds a reference and returns ctx (NULL gives NULL). */
 WEFT_API weft_ctx *weft_ctx_retain(weft_ctx *ctx);
@@ -132,7 +149,11 @@ WEFT_API bool weft_ctx_lookup(const weft_ctx *ctx, const void *key, void **value
 /* Blocks until ctx is done or `deadline` (absolute; WEFT_FOREVER for none) passes. Spins briefly, then
  * parks. Returns the context's error (WEFT_ECANCELED / WEFT_EDEADLINE) once done, WEFT_ETIMEDOUT when the
  * deadline passed first, WEFT_EINVAL for NULL. */
-WEFT_API int weft_ctx_wait(weft_ctx *ctx, int64_t deadline);
+WEFT_API int weft_ctx_wait_until(weft_ctx *ctx, int64_t deadline);
+/* As weft_ctx_wait_until(ctx, weft_deadline_in(timeout)): waits at most `timeout` ns (WEFT_FOREVER: no
+ * limit; WEFT_NOWAIT or less: only looks). (0.1's weft_ctx_wait took a deadline; it is gone rather than
+ * changed, so that old calls fail to build instead of waiting for the wrong time.) */
+WEFT_API int weft_ctx_wait_for(weft_ctx *ctx, int64_t timeout);
 
 /* Sleeps for `duration` ns unless ctx ends first. Returns 0 after the full sleep, else the context's error.
  * A duration <= 0 returns at once (0, or the error if ctx is already done). */
@@ -179,7 +200,7 @@ WEFT_API int weft_cause_signal(int cause);
  * SIGSTOP and the synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) are refused. Returns 0,
  * WEFT_EINVAL, WEFT_ENOMEM, WEFT_ESYS. */
 WEFT_API int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool force_exit_on_second,
-                                   weft_ctx **out);
+                                   weft_ctx **out, weft_cancel **cancel);
 
 /* ---- debug aids --------------------------------------------------------------------------------- */
 

@@ -24,8 +24,6 @@ extern "C" {
   XX(ENOMEM, -8, "out of memory")                                            \
   XX(ETIMEDOUT, -9, "timed out")                                             \
   XX(EBUSY, -10, "busy: still in use")                                       \
-  XX(ENOENT, -11, "not found")                                               \
-  XX(ESIGNAL, -12, "interrupted by a signal")                                \
   XX(ESYS, -13, "system call failed")                                        \
   XX(ESTATE, -14, "operation not allowed in the current state")
 
@@ -34,8 +32,9 @@ typedef enum weft_errno {
 #define WEFT__XX(name, val, msg) WEFT_##name = (val),
   WEFT_ERRNO_MAP(WEFT__XX)
 #undef WEFT__XX
-  WEFT__ERRNO_LAST = -15
 } weft_errno;
+/* Values -11 and -12 belonged to codes that no call returned (0.1's WEFT_ENOENT, WEFT_ESIGNAL); they stay
+ * unused, so that the values above never change meaning. */
 
 /* Returns a human-readable message for `err` (static storage, never NULL). 0 gives "success"; a code
  * outside the table gives "unknown error". Thread safety: any thread. */

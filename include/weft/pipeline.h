@@ -1,7 +1,7 @@
 /* weft/pipeline.h: pipelines — a source, stages and a sink wired with bounded channels, run under a context.
  *
  *     weft_pipeline *p;
- *     weft_pipeline_create(&p, NULL);
+ *     weft_pipeline_create(NULL, &p);
  *     weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
  *     o.item_size = sizeof(int64_t);
  *     weft_pipeline_source(p, &o, numbers, NULL);           // emits int64_t items
@@ -17,7 +17,7 @@
  * what stage k-1 emits; the outputs of several sources merge into the first stage's input. Every
  * connection is a bounded weft channel, so a slow stage slows everything upstream of it (backpressure) and
  * the memory a run uses is fixed by the options, whatever the number of items (weft_pipeline_bound()).
- * For other topologies, weft_chan_merge() and weft_chan_tee() below work on any channels.
+ * For other topologies, weft_chan_merge() and weft_chan_tee() (weft/pump.h) work on any channels.
  *
  * Threads. weft_pipeline_run() runs each source on a thread of its own, each stage on `workers` threads
  * (fan-out; their outputs fan in to one channel), and the sink's first worker on the calling thread; it
@@ -26,9 +26,9 @@
  *
  * Items. Every stage's output items have one fixed size (`item_size`) and are copied by value, as channel
  * elements are. Items that are pointers to resources ("pointer items": item_size == sizeof(void *)) name a
- * `release` hook, and then this rule holds and is enforced by the runtime:
+ * `discard` hook, and then this rule holds and is enforced by the runtime:
  *
- *     Every item is delivered downstream exactly once or released exactly once — never both, never
+ *     Every item is delivered downstream exactly once or discarded exactly once — never both, never
  *     neither — including when the run fails, is cancelled, hits its deadline, or is drained.
  *
  * Who owns an item when:
@@ -37,12 +37,12 @@
  *   - A stage or sink function owns its input item from the call on *if it returns 0* (map, flat_map,
  *     batch, sink: the input is consumed — turned into output, passed on through emit, kept, or freed by
  *     the function itself). If it returns an error, it must not have freed or emitted the input; the
- *     pipeline releases it. A filter never owns its input: kept items pass on, dropped ones (and the
- *     input of a filter that fails) are released by the pipeline.
+ *     pipeline discards it. A filter never owns its input: kept items pass on, dropped ones (and the
+ *     input of a filter that fails) are discarded by the pipeline.
  *   - Items inside the pipeline when a run stops early (in channels, in bursts held by workers, in reorder
- *     windows, in partial batches) are released by the pipeline before weft_pipeline_run() returns, on the
+ *     windows, in partial batches) are discarded by the pipeline before weft_pipeline_run() returns, on the
  *     calling thread or a worker thread, never concurrently for the same item.
- * Without a release hook, items are plain values and "released" means dropped (and counted in stats).
+ * Without a discard hook, items are plain values and "discarded" means dropped (and counted in stats).
  *
  * Bursts. Inside the pipeline items travel in bursts (several items per channel element), which is how a
  * run moves millions of items per second: a worker fills an output burst as its function emits, and sends
@@ -103,7 +103,7 @@ typedef struct weft_emitter weft_emitter;
 typedef int (*weft_source_fn)(weft_ctx *ctx, weft_emitter *em, void *arg);
 /* One item in, one out: reads *in, writes the output item to *out (item_size bytes of the stage). */
 typedef int (*weft_map_fn)(weft_ctx *ctx, const void *in, void *out, void *arg);
-/* Returns 1 to keep the item (passed on unchanged), 0 to drop it (the pipeline releases it), or an error. */
+/* Returns 1 to keep the item (passed on unchanged), 0 to drop it (the pipeline discards it), or an error. */
 typedef int (*weft_filter_fn)(weft_ctx *ctx, const void *item, void *arg);
 /* One item in, 0..n out through weft_pipeline_emit(em, ...). */
 typedef int (*weft_flat_map_fn)(weft_ctx *ctx, const void *in, weft_emitter *em, void *arg);
@@ -111,9 +111,6 @@ typedef int (*weft_flat_map_fn)(weft_ctx *ctx, const void *in, weft_emitter *em,
 typedef int (*weft_batch_fn)(weft_ctx *ctx, const void *items, size_t n, weft_emitter *em, void *arg);
 /* Consumes one item. */
 typedef int (*weft_sink_fn)(weft_ctx *ctx, const void *item, void *arg);
-/* Gives back an item the pipeline will not deliver (pointer items: typically free it). May run on any of
- * the run's threads; must not block for long nor call into the pipeline. */
-typedef void (*weft_release_fn)(void *item, void *arg);
 
 /* ---- creation ------------------------------------------------------------------------------------- */
 
@@ -125,7 +122,7 @@ typedef struct weft_pipeline_opts {
 /* Creates an empty pipeline in *out (NULL opts: defaults). Returns 0, WEFT_EINVAL (out NULL; *out is set
  * to NULL otherwise on error), WEFT_ENOMEM. The caller owns it and frees it with weft_pipeline_destroy().
  * Thread safety: any thread. */
-WEFT_API int weft_pipeline_create(weft_pipeline **out, const weft_pipeline_opts *opts);
+WEFT_API int weft_pipeline_create(const weft_pipeline_opts *opts, weft_pipeline **out);
 
 /* Frees the pipeline, its stage names and statistics. Returns 0; WEFT_EINVAL for NULL; WEFT_EBUSY
  * (freeing nothing) while a run is in progress. Thread safety: no other call on p during or after it. */
@@ -140,10 +137,11 @@ typedef struct weft_stage_opts {
   size_t reorder_window; /* ordered stages: bursts that may finish ahead of the oldest unfinished; >= 1 */
   size_t out_capacity;   /* items buffered between this stage and the next (rounded up to whole bursts); >= 1 */
   size_t item_size;      /* bytes per output item. Sources: required (> 0). map, flat_map, batch: 0 means
-                          * "same item type as the input" (same size and release hook). Filter: must be 0. */
-  weft_release_fn release; /* for pointer items this stage outputs; NULL: plain values (or, with
-                          * item_size 0, the input's hook) */
-  void *release_arg;
+                          * "same item type as the input" (same size and discard hook). Filter: must be 0. */
+  weft_discard_fn discard; /* for pointer items this stage outputs: receives every item the pipeline
+                          * will not deliver; NULL: plain values (or, with item_size 0, the input's hook).
+                          * May run on any of the run's threads; must not call into the pipeline. */
+  void *discard_arg;
   size_t burst;          /* most items per hand-off to the next stage; 0: automatic (up to 128, fewer for
                           * items over 64 bytes, at most out_capacity / 2); 1: no bursts */
   size_t batch_count;    /* batch stages: most items per group (>= 1) */
@@ -181,7 +179,7 @@ WEFT_API int weft_pipeline_sink(weft_pipeline *p, const weft_stage_opts *opts, w
  * WEFT_EINVAL. Thread safety: only inside the function the emitter was given to, on its thread. */
 WEFT_API int weft_pipeline_emit(weft_emitter *em, const void *item);
 /* Sends the items emitted so far without waiting for the burst to fill. Returns 0, or the error of emit
- * (then those items were released by the pipeline — they had been emitted). Same thread rule as emit. */
+ * (then those items were discarded by the pipeline — they had been emitted). Same thread rule as emit. */
 WEFT_API int weft_pipeline_flush(weft_emitter *em);
 
 /* ---- running -------------------------------------------------------------------------------------- */
@@ -192,13 +190,13 @@ typedef struct weft_pipeline_report {
   long stage;             /* index of the stage whose function raised err (sources count: 0..); -1 if none */
   const char *stage_name; /* that stage's name (valid until destroy), or NULL */
   bool drained;           /* weft_pipeline_drain() stopped the sources before they were done */
-  uint64_t released;      /* items the pipeline released (filter drops not counted) */
+  uint64_t discarded;      /* items the pipeline discarded (filter drops not counted) */
   int64_t elapsed_ns;     /* wall time of the run */
 } weft_pipeline_report;
 
 /* Runs the pipeline under ctx (NULL: weft_background()) until every item has gone through, the first error,
  * or ctx's end; returns when every thread of the run has been joined and every item still inside has been
- * released. Returns 0 (also after a drain); the first error a stage function returned (report->stage says
+ * discarded. Returns 0 (also after a drain); the first error a stage function returned (report->stage says
  * which); WEFT_ECANCELED / WEFT_EDEADLINE when ctx ended first; WEFT_EINVAL (p NULL, no source or no sink);
  * WEFT_ESTATE (already run, or running); WEFT_ENOMEM / WEFT_ESYS (setup failed: nothing was run — or, if a
  * thread could not be started, the run was cancelled and cleaned up). report may be NULL.
@@ -213,21 +211,23 @@ WEFT_API int weft_pipeline_drain(weft_pipeline *p);
 
 /* ---- statistics ----------------------------------------------------------------------------------- */
 
-#define WEFT_STAGE_SOURCE 1
-#define WEFT_STAGE_MAP 2
-#define WEFT_STAGE_FILTER 3
-#define WEFT_STAGE_FLAT_MAP 4
-#define WEFT_STAGE_BATCH 5
-#define WEFT_STAGE_SINK 6
+typedef enum weft_stage_kind {
+  WEFT_STAGE_SOURCE = 1,
+  WEFT_STAGE_MAP = 2,
+  WEFT_STAGE_FILTER = 3,
+  WEFT_STAGE_FLAT_MAP = 4,
+  WEFT_STAGE_BATCH = 5,
+  WEFT_STAGE_SINK = 6
+} weft_stage_kind;
 
 typedef struct weft_stage_stats {
   const char *name;     /* valid until destroy */
-  int kind;             /* WEFT_STAGE_* */
+  weft_stage_kind kind;
   size_t workers;
   uint64_t items_in;    /* items received (a source: 0) */
   uint64_t items_out;   /* items handed to the next stage (a sink: items consumed) */
   uint64_t dropped;     /* filter: items dropped */
-  uint64_t released;    /* items released because of an error or a stop */
+  uint64_t discarded;    /* items discarded because of an error or a stop */
   uint64_t errors;      /* times the function returned an error */
   int64_t busy_ns;      /* time spent in the function, summed over workers */
   size_t queue_depth;   /* items waiting in this stage's input (0 for a source) */
@@ -241,51 +241,9 @@ WEFT_API int weft_pipeline_stats(weft_pipeline *p, size_t index, weft_stage_stat
 /* The number of stages added, sources and sink included (0 for NULL). Thread safety: any thread. */
 WEFT_API size_t weft_pipeline_stage_count(const weft_pipeline *p);
 /* An upper bound of the number of items inside a run at any time (emitted and neither consumed by the sink
- * nor released): channel capacities, bursts in workers' hands, reorder windows and partial groups,
+ * nor discarded): channel capacities, bursts in workers' hands, reorder windows and partial groups,
  * from the options. 0 for NULL. Thread safety: any thread. */
 WEFT_API size_t weft_pipeline_bound(const weft_pipeline *p);
-
-/* ---- merge and tee on any channels ----------------------------------------------------------------
- * Free functions for wiring custom topologies (Go's fan-in `merge(ctx, chans...)` and broadcast). They
- * block the calling thread until done; weft_chan_pump_start() runs one on a thread of its own and
- * weft_chan_pump_join() waits for it. All channels must have the same element size (WEFT_EINVAL). */
-
-typedef struct weft_pump_opts {
-  bool keep_open;          /* false (default): close the output channel(s) when returning, whatever the reason */
-  weft_release_fn release; /* called for an element received but not delivered because ctx ended (tee: once
-                            * per output it was not sent to); NULL: dropped */
-  void *release_arg;
-} weft_pump_opts;
-#define WEFT_PUMP_OPTS_INIT {false, NULL, NULL}
-
-/* Fan-in: moves every element of ins[0..n) to out, as they come (fair among ready inputs), until all of
- * ins are closed and drained, then closes out (unless keep_open). Returns 0; WEFT_ECANCELED /
- * WEFT_EDEADLINE when ctx ended first; WEFT_ECLOSED if out was closed by someone else (the element in hand
- * is released); WEFT_EINVAL (out or ins NULL, n 0 or over 64, a NULL entry, sizes differ); WEFT_ENOMEM.
- * opts may be NULL. Thread safety: any thread; other threads may use the channels meanwhile. */
-WEFT_API int weft_chan_merge(weft_ctx *ctx, weft_chan *out, weft_chan *const *ins, size_t n,
-                             const weft_pump_opts *opts);
-/* Broadcast: sends a copy of every element of in to each of outs[0..n), in order, until in is closed and
- * drained, then closes the outs (unless keep_open). Each element reaches every output before the next is
- * read, so the slowest output sets the pace. For pointer items every output receives the same pointer:
- * share ownership (e.g. a reference count) accordingly. Returns and errors as weft_chan_merge() (an output
- * closed by someone else: WEFT_ECLOSED). */
-WEFT_API int weft_chan_tee(weft_ctx *ctx, weft_chan *in, weft_chan *const *outs, size_t n,
-                           const weft_pump_opts *opts);
-
-typedef struct weft_chan_pump weft_chan_pump;
-#define WEFT_PUMP_MERGE 1
-#define WEFT_PUMP_TEE 2
-/* Starts weft_chan_merge(ctx, a, bs, n, opts) (kind WEFT_PUMP_MERGE: a = out, bs = ins) or
- * weft_chan_tee(ctx, a, bs, n, opts) (WEFT_PUMP_TEE: a = in, bs = outs) on a new thread and stores its
- * handle in *out. The arrays are copied; the channels and ctx (retained by the pump) must outlive it.
- * Returns 0, the argument errors of those functions (then no thread is started), WEFT_ENOMEM, WEFT_ESYS.
- * The handle must be passed to weft_chan_pump_join() exactly once. Thread safety: any thread. */
-WEFT_API int weft_chan_pump_start(int kind, weft_ctx *ctx, weft_chan *a, weft_chan *const *bs, size_t n,
-                                  const weft_pump_opts *opts, weft_chan_pump **out);
-/* Waits for the pump's thread, frees the handle, and returns the function's result (WEFT_EINVAL for NULL).
- * Thread safety: any one thread, once per handle. */
-WEFT_API int weft_chan_pump_join(weft_chan_pump *pump);
 
 #ifdef __cplusplus
 }

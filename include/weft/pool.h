@@ -1,6 +1,8 @@
 /* weft/pool.h: a pool of worker threads fed by a lock-free job queue.
  *
- * A job is a function `int fn(weft_ctx *ctx, void *arg)` run once on a worker thread. It returns 0 for
+ * A job is a function `int fn(weft_ctx *ctx, void *arg)` (weft_job_fn) run once on a worker thread. It
+ * gets its context only: it can observe, derive from and pass on the pool's context, never cancel it. It
+ * returns 0 for
  * success or a negative code of its own. `ctx` is the job's context: the pool's context (a child of
  * opts.parent that shutdown cancels), joined with the submitter's context and limited by a per-job timeout
  * when those were asked for. A job without either runs directly under the pool's context and costs no
@@ -37,29 +39,30 @@ extern "C" {
 
 typedef struct weft_pool weft_pool;
 typedef struct weft_future weft_future;
-typedef int (*weft_job_fn)(weft_ctx *ctx, void *arg);
 
 /* ---- creation ----------------------------------------------------------------------------------- */
 
 typedef struct weft_pool_opts {
   size_t workers;      /* worker threads; 0 = the number of online CPUs. More than 1024: WEFT_EINVAL */
-  size_t queue_cap;    /* jobs queued (not yet started) at most, in all; 0 is invalid (WEFT_EINVAL). The
-                        * queue is split evenly among workers, so the capacity is rounded up to a multiple
-                        * of the worker count (weft_pool_capacity() says how much it is). */
+  size_t queue_cap;    /* jobs queued (not yet started) at most, in all: exactly this many; 0 is invalid
+                        * (WEFT_EINVAL) */
   weft_ctx *parent;    /* the pool's context derives from it (NULL = weft_background()); the pool holds a
                         * reference. Once it is done, jobs that have not started are discarded. */
   int64_t job_timeout; /* default per-job timeout, counted from the job's start; WEFT_FOREVER = none */
-  void (*discard)(void *arg, void *discard_arg); /* receives the arg of every job that ends unrun; NULL:
-                        * none. Runs on a worker or on the thread calling shutdown/destroy; it must not
-                        * block for long and must not call weft_pool_shutdown/destroy on this pool. */
+  weft_discard_fn discard; /* receives the arg of every job that ends unrun; NULL: none. Runs on a worker
+                        * or on the thread calling shutdown/destroy; it must not block for long and must
+                        * not call weft_pool_shutdown/destroy on this pool. */
   void *discard_arg;
+  int64_t settle;      /* drain mode: how long shutdown still waits for running jobs to return after the
+                        * grace period ran out and it cancelled them (>= 0; default 100 ms) */
 } weft_pool_opts;
 
 #define WEFT_POOL_DEFAULT_QUEUE 1024
-#define WEFT_POOL_OPTS_INIT {0, WEFT_POOL_DEFAULT_QUEUE, NULL, WEFT_FOREVER, NULL, NULL}
+#define WEFT_POOL_OPTS_INIT {0, WEFT_POOL_DEFAULT_QUEUE, NULL, WEFT_FOREVER, NULL, NULL, WEFT_MS(100)}
 
 /* Creates a pool and starts its workers. `opts` NULL means WEFT_POOL_OPTS_INIT. Returns 0 and stores the
- * pool in *out; WEFT_EINVAL (NULL out, queue_cap 0, workers > 1024, job_timeout <= 0), WEFT_ENOMEM,
+ * pool in *out; WEFT_EINVAL (NULL out, queue_cap 0, workers > 1024, job_timeout <= 0, settle < 0),
+ * WEFT_ENOMEM,
  * WEFT_ESYS (a thread could not be started); on error *out is NULL and nothing is left running. */
 WEFT_API int weft_pool_create(const weft_pool_opts *opts, weft_pool **out);
 
@@ -78,13 +81,14 @@ WEFT_API size_t weft_pool_capacity(const weft_pool *p);
  * (WEFT_ECANCELED / WEFT_EDEADLINE) when ctx ended before there was room. Lock-free when there is room. */
 WEFT_API int weft_pool_submit(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void *arg);
 
-/* Queues fn(arg) if there is room now. Returns 0, WEFT_EFULL (the queue is full; the seeds' "job dropped -
- * queue full"), WEFT_EINVAL, WEFT_ESTOPPED. Never blocks. */
+/* Queues fn(arg) if there is room now. Returns 0, WEFT_EFULL (the queue is full: the caller may drop the
+ * job or retry), WEFT_EINVAL, WEFT_ESTOPPED. Never blocks. */
 WEFT_API int weft_pool_try_submit(weft_pool *p, weft_job_fn fn, void *arg);
 
 typedef struct weft_job_opts {
-  weft_ctx *ctx;   /* the submitter's context, or NULL. It bounds the wait for room, and the job runs under
-                    * a context done when either the pool's context or this one is done. The pool holds a
+  weft_ctx *run_ctx; /* a context the job also runs under, or NULL: the job's context is done when either
+                    * the pool's context or this one is done (Go's request context carried into the job).
+                    * It does not bound the wait for room (the submit's ctx does). The pool holds a
                     * reference to it until the job ends. */
   int64_t timeout; /* per-job timeout counted from the job's start: 0 = the pool's default,
                     * WEFT_FOREVER = none, > 0 a duration; negative is WEFT_EINVAL */
@@ -92,13 +96,14 @@ typedef struct weft_job_opts {
 } weft_job_opts;
 #define WEFT_JOB_OPTS_INIT {NULL, 0, false}
 
-/* The general submit: as weft_pool_submit() (or try-submit with o->nowait), with the options above
- * (`o` NULL = WEFT_JOB_OPTS_INIT) and, when `future` is not NULL, a handle stored in *future on success
- * (NULL on error) through which the caller waits for this job and reads its result; the caller must
- * release it with weft_future_release(), before weft_pool_destroy(). Returns as weft_pool_submit(), plus
- * WEFT_EFULL with nowait, WEFT_ENOMEM when a job record cannot be allocated. */
-WEFT_API int weft_pool_submit_ex(weft_pool *p, weft_job_fn fn, void *arg, const weft_job_opts *o,
-                                 weft_future **future);
+/* The general submit: as weft_pool_submit(p, ctx, fn, arg) — `ctx` (NULL: no limit) bounds only the wait
+ * for room — or try-submit with o->nowait, with the options above (`o` NULL = WEFT_JOB_OPTS_INIT) and, when
+ * `future` is not NULL, a handle stored in *future on success (NULL on error) through which the caller
+ * waits for this job and reads its result; the caller must release it with weft_future_release(), before
+ * weft_pool_destroy(). Returns as weft_pool_submit(), plus WEFT_EFULL with nowait, WEFT_ENOMEM when a job
+ * record cannot be allocated. */
+WEFT_API int weft_pool_submit_opts(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void *arg,
+                                   const weft_job_opts *o, weft_future **future);
 
 /* Waits until the job ended, or ctx (NULL = no limit) ends first. Returns 0 once the job ended and then
  * stores its result in *job_rc (when not NULL): fn's return value, or — for a discarded job — the error of
@@ -131,34 +136,33 @@ typedef struct weft_pool_report {
   uint64_t canceled_before_start;  /* never run; the arg went to the discard callback */
   uint64_t canceled_while_running; /* fn returned non-zero after its context was done */
   uint64_t still_running;          /* not ended when the report was taken (see shutdown): running, or
-                                    * among the few (< WEFT_POOL_CLAIM) a worker had taken from the queue
-                                    * before starting a job that ignores cancellation; those are
-                                    * discarded once it returns, and the final report counts them */
+                                    * among the few (at most 16) a worker had taken from the queue before
+                                    * starting a job that ignores cancellation; those are discarded once
+                                    * it returns, and the final report counts them */
 } weft_pool_report;
 
-/* A worker takes up to this many queued jobs from its queue at once (a full batch when that many are queued:
- * fewer claims, and the submitter's cache lines left alone), then runs them in order. While it runs one, the
- * others wait behind it, except that when the running job blocks in a weft wait (a future, a channel, a
- * semaphore, weft_ctx_sleep/wait, a submit to another full pool) past a brief spin, they go back to the
- * queue for other workers. A job that is merely long, or blocks outside weft, keeps them: submit such jobs
- * to a pool of their own if others must not wait behind them. See also still_running. */
-#define WEFT_POOL_CLAIM 16
-
-/* After cancelling, shutdown in drain mode waits at most this long for running jobs to return. */
-#define WEFT_POOL_SETTLE WEFT_MS(100)
+/* Batches. A worker takes up to 16 queued jobs from its queue at once (a full batch when that many are
+ * queued: fewer claims, and the submitter's cache lines left alone), then runs them in order. While it runs
+ * one, the others wait behind it, except that when the running job blocks in a weft wait (a future, a
+ * channel, a semaphore, weft_ctx_sleep/wait, a submit to another full pool) past a brief spin, they go back
+ * to the queue for other workers. A job that is merely long, or blocks outside weft, keeps them: submit such
+ * jobs to a pool of their own if others must not wait behind them. See also still_running. */
 
 /* Stops the pool from accepting work (submits return WEFT_ESTOPPED from now on, including blocked ones)
  * and ends the queued and running jobs:
  *   WEFT_POOL_DRAIN: every queued job still runs. If `grace` (a duration; WEFT_FOREVER = none) passes
  *     first, the pool's context is cancelled, the jobs still queued are discarded, and shutdown waits up
- *     to WEFT_POOL_SETTLE more for running jobs to return.
+ *     to opts.settle more for running jobs to return.
  *   WEFT_POOL_CANCEL: the pool's context is cancelled at once (running jobs see it), every queued job is
  *     discarded unrun, and shutdown waits up to `grace` for running jobs to return.
  * Jobs that have not returned by then (they ignore cancellation) are reported as still_running; shutdown
  * returns without them and weft_pool_destroy() joins them. Fills *rep when not NULL; the invariant
  * completed + failed + canceled_before_start + canceled_while_running + still_running == submitted holds.
- * Returns 0, WEFT_EINVAL (NULL p, bad mode, negative grace), WEFT_ESTATE (shutdown already ran, or called
- * from one of this pool's workers). Thread safety: once per pool, from a thread that is not a worker. */
+ * Returns 0 when every job ended; WEFT_ETIMEDOUT when the wait ran out with jobs still running (the
+ * report counts them in still_running; destroy joins them); WEFT_EINVAL (NULL p, bad mode, negative
+ * grace); WEFT_ESTATE (shutdown already ran: nothing is done and *rep is left alone); WEFT_EBUSY (called
+ * from one of this pool's workers: it would wait for itself). Thread safety: once per pool, from a thread
+ * that is not a worker. */
 WEFT_API int weft_pool_shutdown(weft_pool *p, weft_pool_mode mode, int64_t grace, weft_pool_report *rep);
 
 /* Destroys the pool: if shutdown has not run, first does weft_pool_shutdown(p, WEFT_POOL_CANCEL,
@@ -171,20 +175,20 @@ WEFT_API void weft_pool_destroy(weft_pool *p, weft_pool_report *final);
 
 /* ---- stats -------------------------------------------------------------------------------------- */
 
-typedef struct weft_pool_stats {
+struct weft_pool_stats {
   uint64_t submitted, queued, running, completed, failed, canceled; /* canceled: both kinds */
-  /* Latency in ns, from power-of-two histograms over a sample of the jobs (one in WEFT_POOL_SAMPLE per
-   * submitting thread, the first always): each figure is the upper bound of its bucket (so up to 2x
-   * high). 0 when nothing was sampled. */
+  /* Latency in ns, from power-of-two histograms over a sample of the jobs (one in 64 per submitting
+   * thread, the first always): each figure is the upper bound of its bucket (so up to 2x high). 0 when
+   * nothing was sampled. */
   int64_t wait_p50, wait_p90, wait_p99; /* queue wait: submit to start */
   int64_t run_p50, run_p90, run_p99;    /* run time: start to return */
   uint64_t samples;
-} weft_pool_stats;
-#define WEFT_POOL_SAMPLE 64
+};
 
 /* Fills *st with a snapshot (each counter exact at some instant during the call; summed from per-worker
- * counters, so it costs the workers nothing). Returns 0, WEFT_EINVAL. */
-WEFT_API int weft_pool_stats_get(weft_pool *p, weft_pool_stats *st);
+ * counters, so it costs the workers nothing). As POSIX stat(), the type is a struct tag of the function's
+ * name. Returns 0, WEFT_EINVAL. */
+WEFT_API int weft_pool_stats(weft_pool *p, struct weft_pool_stats *st);
 
 #ifdef __cplusplus
 }

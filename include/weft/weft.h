@@ -6,9 +6,11 @@
 #include "error.h"
 #include "version.h"
 #include "ctx.h"
+#include "chan.h"
+#include "pump.h"
 #include "pool.h"
 #include "group.h"
-#include "chan.h"
+#include "sem.h"
 #include "pipeline.h"
 
 #endif

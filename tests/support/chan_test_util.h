@@ -25,8 +25,8 @@
   } while (0)
 
 static inline uint64_t chan_waits(const weft_chan *ch, bool senders) {
-  weft_chan_stats st;
-  cr_assert_eq(weft_chan_get_stats(ch, &st), 0);
+  struct weft_chan_stats st;
+  cr_assert_eq(weft_chan_stats(ch, &st), 0);
   return senders ? st.send_waits : st.recv_waits;
 }
 

@@ -1,0 +1,656 @@
+/* lib/ctx/ctx.c: deriving, cancelling and releasing contexts (design notes in ctx_impl.h).
+ *
+ * Cancel walks the subtree iteratively (no recursion, so a deep chain cannot overflow the stack): it pops
+ * a child off the current node's list, locks it, marks it done and descends, reusing the child's `next`
+ * field as the way back up. Multi-parent children found on the way are retained and cancelled after the
+ * walk, once every lock is dropped; after-funcs are handed to the callback thread in one batch. */
+#include <pthread.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "ctx/ctx_impl.h"
+
+/* ---- roots -------------------------------------------------------------------------------------- */
+
+#define WEFT__ROOT_INIT                                                                            \
+  {                                                                                                \
+    .refs = 1, .kind = WEFT__K_ROOT, .flags = WEFT__F_STATIC, .u.c.deadline = WEFT_FOREVER         \
+  }
+static weft_ctx root_background = WEFT__ROOT_INIT;
+static weft_ctx root_todo = WEFT__ROOT_INIT;
+
+weft_ctx *weft_background(void) { return &root_background; }
+weft_ctx *weft_todo(void) { return &root_todo; }
+
+const char *weft__kind_name(int kind) {
+  static const char *const names[] = {"root", "cancel", "deadline", "multi", "signal", "value", "without-cancel",
+                                      "freed"};
+  return (kind >= 0 && kind <= WEFT__K_FREED) ? names[kind] : "?";
+}
+
+/* ---- allocation: per-thread caches over type-stable chunks --------------------------------------- */
+
+#define CACHE_MAX 256
+#define CHUNK_OBJS 1024
+
+typedef struct tcache {
+  weft_ctx *free;          /* singly linked through u.c.next */
+  unsigned n;
+  _Atomic uint64_t allocs; /* written by the owner only; summed by weft_ctx_live_count() */
+  _Atomic uint64_t frees;
+  struct tcache *all_next;
+  struct tcache *idle_next; /* on idle_caches once its thread exited */
+} tcache;
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static weft_ctx *pool_free; /* shared overflow list */
+static tcache *all_caches;  /* every cache ever made (never freed: the counters must survive) */
+static tcache *idle_caches; /* caches of exited threads, reused by new threads */
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static _Thread_local tcache *my_cache;
+
+static void cache_flush(void *p) {
+  tcache *tc = p;
+  my_cache = NULL; /* runs in the exiting thread: a later use makes (or reuses) a fresh cache */
+  pthread_mutex_lock(&pool_mu);
+  while (tc->free) {
+    weft_ctx *c = tc->free;
+    tc->free = c->u.c.next;
+    c->u.c.next = pool_free;
+    pool_free = c;
+  }
+  tc->n = 0;
+  tc->idle_next = idle_caches;
+  idle_caches = tc;
+  pthread_mutex_unlock(&pool_mu);
+}
+static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0); }
+
+static tcache *cache_self(void) {
+  if (WEFT__LIKELY(my_cache != NULL)) return my_cache;
+  pthread_once(&cache_once, cache_key_init);
+  pthread_mutex_lock(&pool_mu);
+  tcache *tc = idle_caches;
+  if (tc != NULL) {
+    idle_caches = tc->idle_next; /* counters are running totals: they carry over */
+  } else if ((tc = calloc(1, sizeof *tc)) != NULL) {
+    tc->all_next = all_caches;
+    all_caches = tc;
+  }
+  pthread_mutex_unlock(&pool_mu);
+  if (tc == NULL) return NULL;
+  my_cache = tc;
+  pthread_setspecific(cache_key, tc);
+  return tc;
+}
+
+static weft_ctx *ctx_alloc(void) {
+  tcache *tc = cache_self();
+  if (WEFT__UNLIKELY(tc == NULL)) return NULL;
+  if (WEFT__UNLIKELY(tc->free == NULL)) {
+    pthread_mutex_lock(&pool_mu);
+    for (int i = 0; i < CACHE_MAX / 2 && pool_free; i++) {
+      weft_ctx *c = pool_free;
+      pool_free = c->u.c.next;
+      c->u.c.next = tc->free;
+      tc->free = c;
+      tc->n++;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    if (tc->free == NULL) {
+      weft_ctx *chunk = malloc(sizeof(weft_ctx) * CHUNK_OBJS);
+      if (chunk == NULL) return NULL;
+      for (int i = CHUNK_OBJS - 1; i >= 0; i--) {
+        chunk[i].u.c.next = tc->free;
+        tc->free = &chunk[i];
+      }
+      tc->n += CHUNK_OBJS;
+    }
+  }
+  weft_ctx *c = tc->free;
+  tc->free = c->u.c.next;
+  tc->n--;
+  atomic_store_explicit(&tc->allocs, atomic_load_explicit(&tc->allocs, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+  return c;
+}
+
+static void ctx_free(weft_ctx *c) {
+  c->kind = WEFT__K_FREED;
+  tcache *tc = cache_self();
+  if (WEFT__UNLIKELY(tc == NULL)) { /* no cache for this thread: give it straight to the shared list */
+    pthread_mutex_lock(&pool_mu);
+    c->u.c.next = pool_free;
+    pool_free = c;
+    pthread_mutex_unlock(&pool_mu);
+    return;
+  }
+  atomic_store_explicit(&tc->frees, atomic_load_explicit(&tc->frees, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+  c->u.c.next = tc->free;
+  tc->free = c;
+  if (++tc->n > CACHE_MAX) { /* give half back so memory migrates between threads */
+    pthread_mutex_lock(&pool_mu);
+    while (tc->n > CACHE_MAX / 2) {
+      weft_ctx *x = tc->free;
+      tc->free = x->u.c.next;
+      x->u.c.next = pool_free;
+      pool_free = x;
+      tc->n--;
+    }
+    pthread_mutex_unlock(&pool_mu);
+  }
+}
+
+size_t weft_ctx_live_count(void) {
+  uint64_t a = 0, f = 0;
+  pthread_mutex_lock(&pool_mu);
+  for (tcache *tc = all_caches; tc; tc = tc->all_next) {
+    a += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
+    f += atomic_load_explicit(&tc->frees, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&pool_mu);
+  return a > f ? (size_t)(a - f) : 0;
+}
+
+static uint32_t coarse_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+/* A fresh context of `kind` derived from `parent` (retained). */
+static weft_ctx *ctx_new(int kind, weft_ctx *parent, void *creator) {
+  weft_ctx *c = ctx_alloc();
+  if (c == NULL) return NULL;
+  atomic_store_explicit(&c->err, 0, memory_order_relaxed);
+  c->cause = 0;
+  atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
+  c->kind = (uint8_t)kind;
+  c->flags = 0;
+  c->timer_off = 0;
+  c->born_ms = coarse_ms(); /* one clock for every kind, so ages in a dump compare */
+  c->heap_idx = 0;
+  atomic_store_explicit(&c->lock.locked, 0, memory_order_relaxed);
+  atomic_store_explicit(&c->wake, 0, memory_order_relaxed);
+  c->parent = weft_ctx_retain(parent);
+  c->ext = NULL;
+  memset(&c->u, 0, sizeof c->u);
+  if (WEFT__UNLIKELY(weft__leaks_on)) weft__leak_track(c, creator);
+  return c;
+}
+
+weft__ext *weft__ext_get(weft_ctx *c) {
+  if (c->ext == NULL) {
+    weft__ext *e = calloc(1, sizeof *e);
+    if (e == NULL) return NULL;
+    e->efd = -1;
+    c->ext = e;
+  }
+  return c->ext;
+}
+
+/* ---- reference counting -------------------------------------------------------------------------- */
+
+weft_ctx *weft_ctx_retain(weft_ctx *c) {
+  if (c == NULL || (c->flags & WEFT__F_STATIC)) return c;
+  uint32_t old = atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+  if (WEFT__UNLIKELY(old == 0 || c->kind == WEFT__K_FREED))
+    weft__panic(__FILE__, __LINE__, "weft_ctx_retain on a context already released");
+  return c;
+}
+
+bool weft__try_retain(weft_ctx *c) {
+  if (c->flags & WEFT__F_STATIC) return true;
+  uint32_t r = atomic_load_explicit(&c->refs, memory_order_relaxed);
+  while (r != 0)
+    if (atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1, memory_order_acquire, memory_order_relaxed))
+      return true;
+  return false;
+}
+
+static void unlink_from_parent(weft_ctx *c);
+static void multi_deregister(weft_ctx *c);
+
+/* Frees c and, iteratively, each ancestor whose last reference c held. `unlinked` says c's own cancel ran
+ * to completion in this thread, unlinking c under its parent's lock: no cancel walk can be inside c or
+ * reach it any more, so the parent's lock need not be taken again. */
+static void ctx_destroy(weft_ctx *c, bool unlinked) {
+  while (c != NULL) {
+    weft_ctx *parent = c->parent;
+    if (weft__has_cancel(c)) {
+      /* Unlink first: taking the parent's lock waits out any cancel walking through c. */
+      if (!unlinked) unlink_from_parent(c);
+      unlinked = false;
+      if (c->kind == WEFT__K_DEADLINE && !c->timer_off) weft__timer_disarm(c);
+      if (c->kind == WEFT__K_MULTI) multi_deregister(c);
+      if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
+    } else if (c->kind == WEFT__K_VALUE && c->u.v.dtor) {
+      c->u.v.dtor(c->u.v.val);
+    }
+    if (WEFT__UNLIKELY(weft__leaks_on)) weft__leak_untrack(c);
+    weft__ext *e = c->ext;
+    if (e != NULL) {
+      WEFT__ASSERT(e->cbs == NULL); /* pending after-funcs hold a reference */
+      if (e->parents) {
+        for (uint32_t i = 1; i < e->nparents; i++) weft_ctx_release(e->parents[i]);
+      }
+      weft__ext_free(e);
+    }
+    ctx_free(c);
+    c = NULL;
+    if (parent != NULL && !(parent->flags & WEFT__F_STATIC)) {
+      uint32_t old = atomic_fetch_sub_explicit(&parent->refs, 1, memory_order_acq_rel);
+      if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "context reference count underflow");
+      if (old == 1) c = parent;
+    }
+  }
+}
+
+void weft_ctx_release(weft_ctx *c) {
+  if (c == NULL || (c->flags & WEFT__F_STATIC)) return;
+  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))
+    weft__panic(__FILE__, __LINE__, "weft_ctx_release on a context already released (double release)");
+  uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+  if (WEFT__UNLIKELY(old == 0))
+    weft__panic(__FILE__, __LINE__, "weft_ctx_release on a context already released (double release)");
+  if (old == 1) ctx_destroy(c, false);
+}
+
+/* ---- linking ------------------------------------------------------------------------------------- */
+
+static void kids_push(weft_ctx *p, weft_ctx *c) {
+  c->u.c.next = p->u.c.kids;
+  if (c->u.c.next) c->u.c.next->u.c.pprev = &c->u.c.next;
+  p->u.c.kids = c;
+  c->u.c.pprev = &p->u.c.kids;
+}
+
+static void kids_unlink(weft_ctx *c) {
+  *c->u.c.pprev = c->u.c.next;
+  if (c->u.c.next) c->u.c.next->u.c.pprev = c->u.c.pprev;
+  c->u.c.pprev = NULL;
+  c->u.c.next = NULL;
+}
+
+static void cb_push(weft__ext *e, weft__cbnode *n) {
+  n->next = e->cbs;
+  if (n->next) n->next->pprev = &n->next;
+  e->cbs = n;
+  n->pprev = &e->cbs;
+}
+
+static void cb_unlink(weft__cbnode *n) {
+  *n->pprev = n->next;
+  if (n->next) n->next->pprev = n->pprev;
+  n->pprev = NULL;
+  n->next = NULL;
+}
+
+/* The context c registers with for cancellation: the cancellation source of its parent. */
+static weft_ctx *cancel_parent(const weft_ctx *c) { return c->parent ? weft__src(c->parent) : NULL; }
+
+static void unlink_from_parent(weft_ctx *c) {
+  if (c->kind == WEFT__K_MULTI) return; /* registered through cbnodes instead */
+  weft_ctx *p = cancel_parent(c);
+  if (p == NULL || p->kind == WEFT__K_ROOT) return;
+  weft__lock(p);
+  if (c->u.c.pprev != NULL) kids_unlink(c);
+  weft__unlock(p);
+}
+
+static void multi_deregister(weft_ctx *c) {
+  weft__ext *e = c->ext;
+  if (e == NULL || e->regs == NULL) return;
+  for (uint32_t i = 0; i < e->nparents; i++) {
+    weft__cbnode *n = &e->regs[i];
+    weft_ctx *p = n->on;
+    if (p == NULL) continue;
+    weft__lock(p);
+    if (n->pprev != NULL) cb_unlink(n);
+    weft__unlock(p);
+  }
+}
+
+/* ---- cancellation -------------------------------------------------------------------------------- */
+
+/* First half of ending c (c locked, c live): records the cause, stops the timer and collects c's callback
+ * nodes onto *pending (multi children retained, dying ones skipped). The error itself is published by
+ * notify() once c's whole subtree is done, so whoever sees c done — by polling weft_ctx_err() or by being
+ * woken — finds every descendant of c done too. c stays locked in between, so nothing can be derived from
+ * it meanwhile. */
+static void mark_done(weft_ctx *c, int cause, weft__cbnode **pending) {
+  c->cause = cause;
+  if (c->kind == WEFT__K_DEADLINE) {
+    weft__timer_disarm(c);
+    c->timer_off = 1;
+  }
+  weft__ext *e = c->ext;
+  if (e == NULL) return;
+  while (e->cbs) {
+    weft__cbnode *n = e->cbs;
+    cb_unlink(n);
+    if (n->type == WEFT__CB_MULTI && !weft__try_retain(n->owner)) continue; /* dying: it deregisters itself */
+    n->next = *pending;
+    *pending = n;
+  }
+}
+
+/* Second half (c locked, its subtree done): publishes err and wakes whatever waits on c. */
+static void notify(weft_ctx *c, int err) {
+  atomic_store(&c->err, err);
+  uint32_t w = atomic_load(&c->wake);
+  if (w & WEFT__WORD_SLEEPERS) {
+    atomic_fetch_add(&c->wake, WEFT__WORD_STEP);
+    weft__futex_wake(&c->wake, INT_MAX, FUTEX_BITSET_MATCH_ANY);
+  }
+  if (c->ext != NULL && c->ext->efd >= 0) {
+    uint64_t one = 1;
+    ssize_t r = write(c->ext->efd, &one, sizeof one);
+    (void)r;
+  }
+}
+
+bool weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
+  weft__cbnode *pending = NULL;
+  weft__lock(root);
+  if (atomic_load_explicit(&root->err, memory_order_relaxed) != 0) {
+    weft__unlock(root);
+    return false;
+  }
+  if (from_timer && root->cause != 0) cause = root->cause; /* a *_cause deadline */
+  mark_done(root, cause, &pending);
+  /* Depth-first over the cancellation subtree, holding the locks along the path. */
+  weft_ctx *cur = root;
+  for (;;) {
+    weft_ctx *k = cur->u.c.kids;
+    if (k != NULL) {
+      kids_unlink(k);
+      weft__lock(k);
+      if (atomic_load_explicit(&k->err, memory_order_relaxed) != 0) { /* cancelled on its own already */
+        weft__unlock(k);
+        continue;
+      }
+      mark_done(k, cause, &pending);
+      k->u.c.next = cur; /* the way back up */
+      cur = k;
+      continue;
+    }
+    if (cur == root) break;
+    weft_ctx *up = cur->u.c.next;
+    cur->u.c.next = NULL;
+    notify(cur, err);
+    weft__unlock(cur);
+    cur = up;
+  }
+  notify(root, err);
+  weft__unlock(root);
+  unlink_from_parent(root);
+  if (root->kind == WEFT__K_MULTI) multi_deregister(root);
+
+  weft__cbnode *afters = NULL;
+  while (pending) {
+    weft__cbnode *n = pending;
+    pending = n->next;
+    if (n->type == WEFT__CB_MULTI) {
+      weft_ctx *m = n->owner;
+      weft__cancel(m, err, cause, false);
+      weft_ctx_release(m);
+    } else {
+      n->next = afters;
+      afters = n;
+    }
+  }
+  if (afters) weft__after_fire(afters);
+  return true;
+}
+
+/* A weft_cancel * is the context's own address under a type that only the cancel calls accept. */
+static inline weft_ctx *cancel_target(weft_cancel *k) { return (weft_ctx *)(void *)k; }
+
+int weft_ctx_cancel_cause(weft_cancel *k, int cause) {
+  weft_ctx *c = cancel_target(k);
+  if (c == NULL || cause > 0) return WEFT_EINVAL;
+  if (!weft__has_cancel(c) || c->kind == WEFT__K_ROOT) return WEFT_EINVAL;
+  weft__cancel(c, WEFT_ECANCELED, cause ? cause : WEFT_ECANCELED, false);
+  return 0;
+}
+
+int weft_ctx_cancel(weft_cancel *k) { return weft_ctx_cancel_cause(k, 0); }
+
+void weft_ctx_end(weft_cancel *k) { weft__ctx_end(cancel_target(k)); }
+
+void weft__ctx_end(weft_ctx *c) {
+  if (c == NULL || (c->flags & WEFT__F_STATIC)) return;
+  /* A signal context stops listening now, as Go's stop() does: the signal thread may still hold a
+   * reference while it cancels, and the disposition must be restored by the time end returns, not when
+   * that reference goes (the final release calls forget again: a no-op). */
+  if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
+  bool unlinked = weft__has_cancel(c) && weft__cancel(c, WEFT_ECANCELED, WEFT_ECANCELED, false) &&
+                  c->kind != WEFT__K_MULTI && c->kind != WEFT__K_SIGNAL;
+  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))
+    weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+  if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  if (old == 1) ctx_destroy(c, unlinked);
+}
+
+/* ---- derivations --------------------------------------------------------------------------------- */
+
+/* Links a new cancellable child under its cancellation parent, or marks it done at once when the parent
+ * is already done. Returns true when the child was born done. */
+static bool attach(weft_ctx *c) {
+  weft_ctx *p = cancel_parent(c);
+  if (p->kind == WEFT__K_ROOT) return false;
+  weft__lock(p);
+  int perr = atomic_load_explicit(&p->err, memory_order_relaxed);
+  if (perr == 0) {
+    kids_push(p, c);
+    weft__unlock(p);
+    return false;
+  }
+  int pcause = p->cause;
+  weft__unlock(p);
+  c->cause = pcause;
+  atomic_store(&c->err, perr);
+  return true;
+}
+
+/* `now` is the current time when the caller already read it (a timeout), or -1. */
+static int derive_cancel(weft_ctx *parent, int64_t deadline, int64_t now, int dcause, int kind, weft_ctx **out,
+                         weft_cancel **cancel, void *creator) {
+  if (out) *out = NULL;
+  if (cancel) *cancel = NULL;
+  if (out == NULL || cancel == NULL || parent == NULL || dcause > 0) return WEFT_EINVAL;
+  int64_t pdl = weft__src(parent)->u.c.deadline;
+  bool timer = deadline < pdl;
+  if (timer && now < 0) now = weft_now();
+  weft_ctx *c = ctx_new(timer ? WEFT__K_DEADLINE : kind, parent, creator);
+  if (c == NULL) return WEFT_ENOMEM;
+
+  c->u.c.deadline = timer ? deadline : pdl;
+  c->cause = timer ? dcause : 0; /* before attach: a cancel may reach c as soon as it is linked */
+  if (attach(c) || !timer) goto done;
+  if (deadline <= now) {
+    weft__cancel(c, WEFT_EDEADLINE, WEFT_EDEADLINE, true);
+  } else {
+    int rc = weft__timer_arm(c);
+    if (rc != 0) {
+      weft__ctx_end(c);
+      return rc;
+    }
+    /* A cancel that ran before the timer was armed disarmed nothing: take it off again. */
+    if (atomic_load(&c->err) != 0) weft__timer_disarm(c);
+  }
+done:
+  *out = c;
+  *cancel = (weft_cancel *)(void *)c;
+  return 0;
+}
+
+int weft_ctx_with_cancel(weft_ctx *parent, weft_ctx **out, weft_cancel **cancel) {
+  return derive_cancel(parent, WEFT_FOREVER, -1, 0, WEFT__K_CANCEL, out, cancel, __builtin_return_address(0));
+}
+int weft_ctx_with_deadline(weft_ctx *parent, int64_t deadline, weft_ctx **out, weft_cancel **cancel) {
+  return derive_cancel(parent, deadline, -1, 0, WEFT__K_CANCEL, out, cancel, __builtin_return_address(0));
+}
+/* One clock read for a timeout: the deadline and the birth time come from it. */
+static int derive_timeout(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out, weft_cancel **cancel,
+                          void *creator) {
+  int64_t now = weft_now();
+  int64_t deadline = timeout == WEFT_FOREVER ? WEFT_FOREVER
+                     : (timeout > 0 && now > WEFT_FOREVER - timeout) ? WEFT_FOREVER
+                                                                     : now + timeout;
+  return derive_cancel(parent, deadline, now, cause, WEFT__K_CANCEL, out, cancel, creator);
+}
+
+int weft_ctx_with_timeout(weft_ctx *parent, int64_t timeout, weft_ctx **out, weft_cancel **cancel) {
+  return derive_timeout(parent, timeout, 0, out, cancel, __builtin_return_address(0));
+}
+int weft_ctx_with_deadline_cause(weft_ctx *parent, int64_t deadline, int cause, weft_ctx **out,
+                                 weft_cancel **cancel) {
+  return derive_cancel(parent, deadline, -1, cause, WEFT__K_CANCEL, out, cancel, __builtin_return_address(0));
+}
+int weft_ctx_with_timeout_cause(weft_ctx *parent, int64_t timeout, int cause, weft_ctx **out,
+                                weft_cancel **cancel) {
+  return derive_timeout(parent, timeout, cause, out, cancel, __builtin_return_address(0));
+}
+
+int weft__ctx_with_signal_kind(weft_ctx *parent, weft_ctx **out, weft_cancel **cancel) {
+  return derive_cancel(parent, WEFT_FOREVER, -1, 0, WEFT__K_SIGNAL, out, cancel, __builtin_return_address(0));
+}
+
+int weft_ctx_with_value(weft_ctx *parent, const void *key, void *value, void (*dtor)(void *),
+                        weft_ctx **out) {
+  if (out) *out = NULL;
+  if (parent == NULL || key == NULL || out == NULL) {
+    if (dtor) dtor(value);
+    return WEFT_EINVAL;
+  }
+  weft_ctx *c = ctx_new(WEFT__K_VALUE, parent, __builtin_return_address(0));
+  if (c == NULL) {
+    if (dtor) dtor(value);
+    return WEFT_ENOMEM;
+  }
+  c->u.v.key = key;
+  c->u.v.val = value;
+  c->u.v.dtor = dtor;
+  c->u.v.src = weft__src(parent);
+  *out = c;
+  return 0;
+}
+
+int weft_ctx_without_cancel(weft_ctx *parent, weft_ctx **out) {
+  if (out) *out = NULL;
+  if (parent == NULL || out == NULL) return WEFT_EINVAL;
+  weft_ctx *c = ctx_new(WEFT__K_WITHOUT, parent, __builtin_return_address(0));
+  if (c == NULL) return WEFT_ENOMEM;
+  c->u.v.src = &root_background;
+  *out = c;
+  return 0;
+}
+
+int weft_ctx_with_parents(weft_ctx *const *parents, size_t n, weft_ctx **out, weft_cancel **cancel) {
+  if (out) *out = NULL;
+  if (cancel) *cancel = NULL;
+  if (parents == NULL || out == NULL || cancel == NULL || n == 0 || n > 64) return WEFT_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (parents[i] == NULL) return WEFT_EINVAL;
+  weft_ctx *c = ctx_new(WEFT__K_MULTI, parents[0], __builtin_return_address(0));
+  if (c == NULL) return WEFT_ENOMEM;
+  weft__ext *e = weft__ext_get(c);
+  weft_ctx **ps = e ? calloc(n, sizeof *ps) : NULL;
+  weft__cbnode *regs = ps ? calloc(n, sizeof *regs) : NULL;
+  if (regs == NULL) {
+    free(ps);
+    weft_ctx_release(c);
+    return WEFT_ENOMEM;
+  }
+  ps[0] = parents[0]; /* its reference is c->parent's */
+  for (size_t i = 1; i < n; i++) ps[i] = weft_ctx_retain(parents[i]);
+  e->parents = ps;
+  e->regs = regs;
+  e->nparents = (uint32_t)n;
+  int64_t dl = WEFT_FOREVER;
+  for (size_t i = 0; i < n; i++) {
+    int64_t d = weft__src(ps[i])->u.c.deadline;
+    if (d < dl) dl = d;
+  }
+  c->u.c.deadline = dl;
+  for (size_t i = 0; i < n; i++) {
+    weft_ctx *p = weft__src(ps[i]);
+    regs[i].type = WEFT__CB_MULTI;
+    regs[i].owner = c;
+    regs[i].on = p->kind == WEFT__K_ROOT ? NULL : p;
+  }
+  int derr = 0, dcause = 0;
+  for (size_t i = 0; i < n && derr == 0; i++) {
+    weft_ctx *p = weft__src(ps[i]);
+    if (p->kind == WEFT__K_ROOT) continue;
+    weft__lock(p);
+    derr = atomic_load_explicit(&p->err, memory_order_relaxed);
+    if (derr != 0) {
+      dcause = p->cause;
+    } else {
+      weft__ext *pe = weft__ext_get(p);
+      if (pe == NULL) {
+        weft__unlock(p);
+        weft__ctx_end(c);
+        return WEFT_ENOMEM;
+      }
+      cb_push(pe, &regs[i]);
+    }
+    weft__unlock(p);
+  }
+  if (derr != 0) weft__cancel(c, derr, dcause, false);
+  *out = c;
+  *cancel = (weft_cancel *)(void *)c;
+  return 0;
+}
+
+/* ---- queries ------------------------------------------------------------------------------------- */
+
+int weft_ctx_err(const weft_ctx *c) {
+  if (WEFT__UNLIKELY(c == NULL)) return WEFT_EINVAL;
+  return atomic_load_explicit(&weft__src(c)->err, memory_order_acquire);
+}
+
+bool weft_ctx_done(const weft_ctx *c) { return c != NULL && weft_ctx_err(c) != 0; }
+
+int weft_ctx_cause(const weft_ctx *c) {
+  if (c == NULL) return WEFT_EINVAL;
+  const weft_ctx *s = weft__src(c);
+  if (atomic_load_explicit(&s->err, memory_order_acquire) == 0) return 0;
+  return s->cause;
+}
+
+int64_t weft_ctx_deadline(const weft_ctx *c) { return c ? weft__src(c)->u.c.deadline : WEFT_FOREVER; }
+
+_Atomic uint32_t *weft__ctx_wake_word(const weft_ctx *c) {
+  weft_ctx *s = weft__src(c);
+  return s->kind == WEFT__K_ROOT ? NULL : &s->wake;
+}
+
+bool weft_ctx_lookup(const weft_ctx *c, const void *key, void **value) {
+  if (c == NULL || key == NULL) return false;
+  while (c != NULL) {
+    if (c->kind == WEFT__K_VALUE && c->u.v.key == key) {
+      if (value) *value = c->u.v.val;
+      return true;
+    }
+    if (c->kind == WEFT__K_MULTI) {
+      const weft__ext *e = c->ext;
+      for (uint32_t i = 0; i < e->nparents; i++)
+        if (weft_ctx_lookup(e->parents[i], key, value)) return true;
+      return false;
+    }
+    c = c->parent;
+  }
+  return false;
+}
+
+void *weft_ctx_value(const weft_ctx *c, const void *key) {
+  void *v = NULL;
+  return weft_ctx_lookup(c, key, &v) ? v : NULL;
+}
