@@ -1,4 +1,4 @@
-/* bench/bench.h: the weft-bench workload registry (shared/bench-workloads.md).
+/* bench/bench.h: the weft-bench workload registry (bench/README.md, "Workloads").
  *
  * Each bench_*.c file registers its workloads from a constructor with WEFT_BENCH(name, fn). A workload
  * function runs one repetition, checks its result, and fills a bench_result; it returns 0, or non-zero

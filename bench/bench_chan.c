@@ -1,4 +1,4 @@
-/* bench/bench_chan.c: chan_spsc, chan_pingpong, cancel_latency (shared/bench-workloads.md).
+/* bench/bench_chan.c: chan_spsc, chan_pingpong, cancel_latency (bench/README.md, "Workloads").
  *
  * chan_spsc: one producer sends 10,000,000 int64 (0..N-1) into a channel of capacity 1024, one consumer
  * receives them; checked: the sum and the count; op = one item.

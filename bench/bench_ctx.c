@@ -1,5 +1,5 @@
 /* bench/bench_ctx.c: ctx_cancel, ctx_timeout, ctx_value, tree_cancel, ctx_memory
- * (definitions in shared/bench-workloads.md). */
+ * (definitions in bench/README.md, "Workloads"). */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>

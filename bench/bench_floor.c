@@ -1,8 +1,8 @@
 /* bench/bench_floor.c: line_rtt, the machine's floor for any hand-off between two threads (not one of
- * shared/bench-workloads.md's workloads; bench/rounds.sh records it beside each round).
+ * the contract workloads (bench/README.md); bench/rounds.sh records it beside each round).
  *
  * line_rtt: two threads spin on one cache line, each writing it in turn; op = one round trip (the line
- * crosses cores twice). NOTES.md measured 170-415 ns on this machine kind; on the VMs seen since, it moves
+ * crosses cores twice). It measured 170-415 ns on one 2-vCPU host kind; on the VMs seen since, it moves
  * between ~65 and ~400 ns with the hypervisor's placement of the two vCPUs, and chan_pingpong,
  * chan_spsc, pool_tiny and pipeline3 move with it. Checked: the last value seen is the last one written. */
 #include <pthread.h>

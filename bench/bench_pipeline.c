@@ -1,4 +1,4 @@
-/* bench/bench_pipeline.c: pipeline3 (shared/bench-workloads.md).
+/* bench/bench_pipeline.c: pipeline3 (bench/README.md, "Workloads").
  *
  * pipeline3: a source emits int64 1..N -> stage square (W = 2 workers) -> stage add 10 (W = 2 workers) ->
  * a sink sums; every channel between stages holds 256 items; unordered; op = one item; N = 1,000,000.

@@ -1,4 +1,4 @@
-/* bench/bench_pool.c: pool_tiny (shared/bench-workloads.md) and its 4-submitter variant.
+/* bench/bench_pool.c: pool_tiny (bench/README.md, "Workloads") and its 4-submitter variant.
  *
  * pool_tiny: a pool of W = 2 workers; one submitter submits 1,000,000 jobs that each add 1 to an atomic
  * counter, then waits for all; op = one job; checked: the counter equals the job count. pool_tiny_4sub:

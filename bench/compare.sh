@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/compare.sh: run weft's C weft-bench and the Go side (bench/go, weft-bench-go) on the same
 # workloads, side by side in one run, and print a table: weft ns/op, Go ns/op, and Go/weft (how many
-# times faster weft is). Workloads are those of shared/bench-workloads.md.
+# times faster weft is). Workloads are those of bench/README.md ("Workloads").
 #
 #   bench/compare.sh [-b BUILD_DIR] [-w WEFT_BENCH] [-g WEFT_BENCH_GO] [-o OUT_DIR] [WORKLOAD ...]
 #

@@ -1,6 +1,6 @@
 /* bench/main.c: weft-bench [WORKLOAD ...] — runs the named workloads (all when none is named), best of
  * three repetitions each, one line per workload on stdout. A helper thread runs before anything is
- * measured so glibc's single-thread shortcuts do not flatter the figures (NOTES.md). */
+ * measured so glibc's single-thread shortcuts do not flatter the figures (glibc takes single-thread shortcuts in its locks and malloc until a second thread exists). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

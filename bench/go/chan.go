@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Sizes from bench-workloads.md; variables so the tests can shrink them.
+// Sizes from bench/README.md ("Workloads"); variables so the tests can shrink them.
 var (
 	chanSPSCItems     = 10_000_000
 	chanPingPongTrips = 1_000_000

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Sizes from bench-workloads.md; variables so the tests can shrink them.
+// Sizes from bench/README.md ("Workloads"); variables so the tests can shrink them.
 var (
 	ctxCancelOps   = 1_000_000
 	ctxTimeoutOps  = 1_000_000

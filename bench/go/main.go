@@ -1,4 +1,4 @@
-// Command weft-bench-go is the Go side of weft's benchmark comparison (shared/bench-workloads.md).
+// Command weft-bench-go is the Go side of weft's benchmark comparison (bench/README.md, "Workloads").
 //
 //	weft-bench-go [WORKLOAD ...]
 //

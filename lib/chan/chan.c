@@ -7,8 +7,8 @@
  * a producer claims position p by CAS on the tail, copies the element in and publishes the slot by storing
  * its sequence; a consumer claims by CAS on the head, copies out, and frees the slot for position p + cap.
  * An uncontended send or receive is one CAS on its own side's line plus loads and one store on the slot's
- * line: no lock, no fence beyond the CAS, no syscall. (NOTES.md: per-slot-sequence MPMC ~26 ns, SPSC floor
- * 15-20 ns, mutex+condvar 200 ns; Go's channels take a lock per operation.) A capacity-0 channel has no
+ * line: no lock, no fence beyond the CAS, no syscall (Go's channels take a lock per operation; a mutex and
+ * condition variable queue costs several times this ring). A capacity-0 channel has no
  * ring: it is Go's design — a mutex, a queue of waiting senders and one of waiting receivers, and direct
  * hand-off from one thread's element to the other's buffer.
  *
@@ -52,15 +52,9 @@
  * then queues and lets park.c spin on its token before parking on the context's wake word; cancelling the
  * context wakes every thread parked under it with one futex wake-all.
  *
- * Measured (weft-bench best of 3, this 2-vCPU VM, Go 1.19 side by side, bench/rounds.sh over ten rounds):
- * chan_spsc 7.8 ns/item median (5.6-15.2) vs Go 46; chan_pingpong 101 ns/round trip median (72-436) vs Go
- * 275 — a round trip here is four line crossings (each channel's slot goes over and back), so it follows
- * the vCPUs' placement (weft-bench line_rtt, one line bounced, 28-331 ns); cancel_latency p99 1.10x the
- * futex wake-all floor measured in the same run (median; 0.58-1.78). The pre-queue spin's backoff
- * (chan_wait.c) is what takes chan_spsc from ~60 to ~8; checking for close only every 32nd retry
- * (the check reads the tail, which every send writes) and re-polling small rings after every pause took
- * chan_pingpong from ~300 to ~140, and a bench harness that shared a line between the two threads by
- * accident had hidden another ~50.
+ * What each of these choices is worth was measured with weft-bench (bench/README.md): the pre-queue spin's
+ * backoff (chan_wait.c) for chan_spsc; checking for close only every 32nd retry (the check reads the tail,
+ * which every send writes) and re-polling small rings after every pause for chan_pingpong.
  */
 #include <stdlib.h>
 

@@ -3,7 +3,7 @@
  * Design notes.
  * - No thread per timer and no second timer mechanism: each armed timer is a deadline context derived
  *   from the background root, with an after-func. The context layer already runs one timer thread for
- *   every deadline of the process and one callback thread for after-funcs (DESIGN.md), so a timer costs a
+ *   every deadline of the process and one callback thread for after-funcs, so a timer costs a
  *   context and a heap entry. Stopping it stops the after-func and ends the context on the spot (or, when
  *   the callback is already running, lets it see `stopped` and clean up). A ticker re-arms a fresh
  *   deadline context from its callback.

@@ -14,23 +14,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/assert.h"
+#include "common/owned.h"
 #include "common/thread.h"
 #include "weft/common.h"
 #include "weft/ctx.h"
 #include "weft/error.h"
 
-#define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
-#define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define WEFT__CACHELINE 64
 #define WEFT__CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
-/* A broken internal invariant (a failed pthread call, a corrupted structure) is a bug: report and abort.
- * Never used for bad input or for running out of memory. */
-#define WEFT__ASSERT(cond)                                                                          \
-  do {                                                                                              \
-    if (WEFT__UNLIKELY(!(cond))) weft__panic(__FILE__, __LINE__, #cond);                            \
-  } while (0)
-_Noreturn void weft__panic(const char *file, int line, const char *what);
 
 /* One pause instruction, for spin loops. */
 static inline void weft__cpu_relax(void) {
@@ -79,12 +70,11 @@ int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline, uin
 void weft__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset);
 
 
-/* How long a blocked thread spins before it parks, in pause iterations (~26 ns each on this machine's
- * EPYC): ~16 us, about the price of one park + wake (NOTES.md: ~14 us), with a sched_yield every 128 so a
- * runnable thread on the same core (often the one being waited for) gets to run. Measured A/B against
- * 2000 iterations without yields: cancel_latency p99 300-350 us (0.85-1.28x the floor) instead of
- * 400-1100 us (1.12-1.62x), since 64 threads each spinning 50 us before parking delay everything on
- * 2 cores; chan_pingpong, chan_spsc, pool_tiny and pipeline3 unchanged within the noise. */
+/* How long a blocked thread spins before it parks, in pause iterations: about the price of one park and
+ * wake-up (a futex round trip), so that spinning never costs more than the parking it tries to avoid, with
+ * a sched_yield every 128 so that a runnable thread on the same core (often the one being waited for) gets
+ * to run. Longer spins without yields made many blocked threads delay one another on few cores
+ * (cancel_latency; bench/README.md). */
 #define WEFT__SPIN_ITERS 600
 
 #endif

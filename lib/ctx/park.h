@@ -8,7 +8,7 @@
  * Cancellation reaches every blocked thread in one system call. A thread blocked under a cancellable
  * context sleeps on that context's wake word (a futex word in the context's cancellation source) with a
  * per-thread bit of FUTEX_WAIT_BITSET; cancelling the context wakes every sleeper on the word at once,
- * the floor for "cancel wakes N threads" (NOTES.md). A signaller targeting one thread bumps the word and
+ * the floor for "cancel wakes N threads" (a futex wake-all; bench/README.md, cancel_latency). A signaller targeting one thread bumps the word and
  * wakes only that thread's bit. A thread blocked under a context that can never be cancelled sleeps on
  * its own word.
  *

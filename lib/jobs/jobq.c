@@ -3,53 +3,31 @@
  *
  * Design notes.
  *
- * Shape, and the figures that chose it (this machine, 2 vCPU, 1 submitter, jobs that add 1 to an atomic,
- * best of 5 runs of 1,000,000 jobs; the harness modelled pool_tiny):
- *   - one shared ck_ring MPMC, 2 spinning workers ...................................... 373-385 ns/job
- *   - ck_ring SPSC per worker, 1 worker: ck's enqueue reloads the consumer's head on every push, so every
- *     push misses on a line the consumer just wrote ................................... 150-180 ns/job
- *   - our lane (below), 1 worker, batch 16: no lock 11.8, + producer spinlock 13.2, + the Dekker fence
- *     for parked workers 15.5, + consumers claiming with CAS (stealable) 15.8 ns/job; batch 1: 20.2
- *   - our lane, 2 workers that steal on every idle probe ................................. 156-188 ns/job
- *     (thieves keep pulling the victim's head and tail lines); stealing only every 64th idle probe: 40 ns
- * The whole pool (pool_tiny, W=2, 1 submitter, best of 3): 100 ns/job with an mfence per push and idle
- * workers yielding every 64th probe; 90 with membarrier instead of the fence; 30-38 ns with a yield on every
- * idle probe (the machine has 2 cores for 3 threads: idle spinning starved the submitter).
- * Later, on a faster host (AMD EPYC VM, same 2 vCPU; pool_tiny, whole pool, best of 3): the lane above
- * with a producer spinlock and a shared tail, 18 ns/job; with per-slot sequence words and no lock (below),
- * 12-16; the submitter's time went to waiting for the lines the workers had read (the tail on every push,
- * the slots), which the lock's xchg exposed. 24-byte slots, and prefetching slots for write, gained nothing;
- * the sequence words in an array of their own (jobs in 16-byte slots) lost 2 ns: a job's line and its
- * word's line then both cross cores where one did.
- * So: one lane per worker (Go's per-P run queue), each a bounded ring with a sequence word per slot
- * (Vyukov's, as chan.c uses): producers claim a position with one CAS on the lane's tail and publish by
- * storing the slot's sequence; consumers (the owner, and thieves that probe rarely) claim a run of published
- * slots with one CAS on the head. Nobody polls a word the other side writes on every operation.
+ * Shape. One lane per worker (Go's per-P run queue), each a bounded ring with a sequence word per slot
+ * (Vyukov's, as lib/chan/chan.c uses): producers claim a position with one CAS on the lane's tail and
+ * publish by storing the slot's sequence; consumers (the owner, and thieves that probe rarely) claim a run
+ * of published slots with one CAS on the head. Nobody polls a word the other side writes on every
+ * operation: a single shared ring, ck_ring's SPSC ring (its enqueue reloads the consumer's head on every
+ * push), and thieves probing on every idle turn were each several times slower (bench/README.md, "How the
+ * job queue's shape was measured", has the figures).
  *
- * Keeping the slot lines out of each other's way (2026-12, Intel Xeon VM whose cross-core line round trip,
- * weft-bench line_rtt, was 112-163 ns all day; pool_tiny, best of 3 each). A push's stores that miss wait in
- * the store buffer, and the next push's locked CAS waits for them to drain: every slot line the submitter
- * has to fetch back from a worker costs it a whole round trip. Those came from two habits: a worker that
- * keeps up with the submitter claims one or two jobs at a time, reading each slot line while the submitter
- * is still writing it (and so taking it away); and a freed line stays in the worker's cache until the
- * submitter comes round the ring to it. So (a) a worker that has just run a batch claims only a full batch
- * (WEFT__JOBQ_BATCH, 16) and tests for one by reading the batch's last slot first; if it is not there, it
- * yields once and then takes whatever is published, so a lone job still starts after one idle probe; and (b)
- * a push prefetches for writing the slot PREFETCH_AHEAD (128) positions ahead, a line the workers finished
- * with long ago. pool_tiny: 31-36 ns/job before; (a) alone 28-29; (b) alone 17-18 (prefetch 64 ahead; 128
- * ahead without (a): 31-35); both, claim 8: 15-16; both, claim 16: 12.3-13.5 (claim 32: no better).
- * pool_tiny_4sub, bimodal from one process to the next: 52-100 before, 13-26 or 46-88 after. The test for a
- * full batch must read nothing on the producers' line: clamping the batch with the producers' copy of the
- * capacity (cap, next to the tail) instead of the consumers' (ccap) pulled that line over on every claim:
- * 24-27 ns/job. A yield for (a) or a spin of 128 pauses measured the same; a spin of 32 pauses was not
- * enough (23-25), and a pause's length varies between processors, a yield's purpose does not. prefetchw (the
- * write-intent form) and a read prefetch measured the same here; GCC's __builtin_prefetch(p, 1) emits the
- * read form unless the target has prefetchw.
+ * Keeping slot lines out of each other's way. A push's stores that miss wait in the store buffer, and the
+ * next push's locked CAS waits for them to drain: every slot line the submitter has to fetch back from a
+ * worker costs it a whole cross-core round trip. Two habits caused such misses, and each has its remedy:
+ * (a) a worker that keeps up with the submitter would claim one or two jobs at a time, reading each slot
+ * line while the submitter is still writing it; so a worker that has just run a batch claims only a full
+ * batch (WEFT__JOBQ_BATCH, 16), testing for one by reading the batch's last slot first; if it is not there,
+ * it yields once and then takes whatever is published, so a lone job still starts after one idle probe. The
+ * test reads only the consumers' copy of the capacity (ccap), never the producers' line. A yield rather than
+ * a spin of pauses: a pause's length varies between processors, a yield's purpose does not. (b) A freed line
+ * would stay in the worker's cache until the submitter came round the ring; so a push prefetches for
+ * writing the slot PREFETCH_AHEAD (128) positions ahead, a line the workers finished with long ago.
  *
- * ck variants used: ck_pr (load/store/CAS/or/fences: a plain mov on x86 for the loads and stores, lock
- * cmpxchg for the claims, lock or for close). ck_ring itself is not used: its SP enqueue reads c_head every
- * time (the 150 ns row above), its MP variants put the CAS on the line the consumers poll, and it has no
- * batch claim.
+ * Concurrency Kit. This file is the pool's one user of ck, and uses ck_pr only (load/store/CAS/or/fences:
+ * a plain mov on x86 for the loads and stores, lock cmpxchg for the claims, lock or for close), because
+ * ck_pr states each operation's ordering and compiles to the instruction meant on every target ck supports.
+ * ck_ring itself is not used: its SP enqueue reads c_head on every push, its MP variants put the CAS on the
+ * line the consumers poll, and it has no batch claim.
  *
  * A lane is multi-producer and multi-consumer without a lock. A slot's sequence word is 2p while the slot is
  * free for position p and 2p + 1 once the job of position p is in it. A producer CASes the tail from p only
@@ -69,7 +47,7 @@
  * Dekker on (slot, nparked) needs a store-load order on both sides; it is made asymmetric: instead of an
  * mfence after every push (it drains the store buffer while consumers hold the tail line: half the
  * samples of a ~100 ns/job run in perf), the parking worker calls membarrier(MEMBARRIER_CMD_PRIVATE_
- * EXPEDITED) (0.4 us here, next to a ~14 us park), which runs a full barrier on every running thread of the
+ * EXPEDITED) (cheap next to the park it precedes), which runs a full barrier on every running thread of the
  * process before the re-check (which counts a claimed, not yet published position as work); without
  * membarrier the producer falls back to the fence. close() stores `closed`, sets CLOSED in every tail (so
  * every later push fails), waits for the pushes that claimed a position before it to publish, fences, then
@@ -78,8 +56,10 @@
  *
  * ThreadSanitizer does not see ck_pr's inline assembly, so the functions touching lanes are not
  * instrumented (WEFT__NO_TSAN) and the hand-off is described to TSan explicitly: a release on the lane
- * before a push publishes its slot, an acquire on it after a claim. Everything the submitter
- * wrote before submitting thus happens-before the job in TSan's eyes, as it does on the hardware.
+ * before a push publishes its slot, an acquire on it after a claim. Everything the submitter wrote before
+ * submitting thus happens-before the job in TSan's eyes, as it does on the hardware. What TSan does not
+ * check here is the lane protocol itself (the CAS claims and sequence words); the stress tests
+ * (tests/test_pool_stress.c) check its invariants instead: nothing lost, nothing run twice.
  */
 #include <ck_pr.h>
 #include <linux/membarrier.h>
@@ -105,9 +85,10 @@
 #define CL WEFT__CACHELINE
 enum { LANE_RUNNING = 0, LANE_SPINNING = 1, LANE_PARKED = 2 };
 
-/* Idle spinning: probes before parking. Each probe yields the core: with a submitter and two workers on
- * two cores, a worker spinning on pause instructions starves the submitter (pool_tiny 90-160 ns/job with a
- * yield every 16-64 probes, 30-40 ns/job with one every probe). 1024 probes last ~0.3-1 ms. */
+/* Idle spinning: probes before parking. Each probe yields the core, because a pool is assumed to have as
+ * many threads as cores or more (its workers and the submitters): a worker spinning on pause instructions
+ * would starve a submitter sharing its core (bench/README.md has the figures). 1024 probes last well under
+ * a millisecond. */
 #ifndef IDLE_PROBES
 #define IDLE_PROBES 1024
 #endif

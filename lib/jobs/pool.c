@@ -7,8 +7,8 @@
  *   list, allocated 64 at a time) exists only when the job needs one: a future, a submitter's context or
  *   a timeout. Such a job is queued as {rec_marker, record}, the real fn and arg inside the record. The
  *   worker derives the job's context when the job starts (with_parents(pool ctx, submitter ctx), then
- *   with_timeout), and ends it when fn returns. (Sampled jobs once took a record too: the record's mutex
- *   and atomics, one job in 64, were 2 ns of pool_tiny's 11.)
+ *   with_timeout), and ends it when fn returns. Sampled jobs take no record: a record's atomics, even for one
+ *   job in 64, showed in pool_tiny.
  * - Accounting. Every counter of a worker is written only by that worker (relaxed stores on its own cache
  *   line); the thread running shutdown has its own atomic counters for the jobs it discards. A job's
  *   outcome is counted after it fully ended (fn returned, or the discard callback returned), and `fin`

@@ -24,7 +24,7 @@ int weft_pipeline_create(const weft_pipeline_opts *opts, weft_pipeline **out) {
     free(p);
     return WEFT_ENOMEM;
   }
-  pthread_mutex_init(&p->mu, NULL);
+  WEFT__ASSERT(pthread_mutex_init(&p->mu, NULL) == 0);
   p->err_stage = -1;
   *out = p;
   return 0;
@@ -106,7 +106,7 @@ static int add(weft_pipeline *p, int kind, const weft_stage_opts *opts, void (*f
     p->stages = ns;
     p->cap = ncap;
   }
-  pl_stage *st = aligned_alloc(PL_CACHELINE, (sizeof *st + PL_CACHELINE - 1) / PL_CACHELINE * PL_CACHELINE);
+  pl_stage *st = aligned_alloc(WEFT__CACHELINE, (sizeof *st + WEFT__CACHELINE - 1) / WEFT__CACHELINE * WEFT__CACHELINE);
   if (st == NULL) return WEFT_ENOMEM;
   memset(st, 0, sizeof *st);
   char buf[48];
@@ -118,7 +118,7 @@ static int add(weft_pipeline *p, int kind, const weft_stage_opts *opts, void (*f
   }
   st->name = strdup(o->name ? o->name : buf);
   size_t wsb = o->workers * sizeof(pl_wstats);
-  st->ws = aligned_alloc(PL_CACHELINE, wsb);
+  st->ws = aligned_alloc(WEFT__CACHELINE, wsb);
   if (st->name == NULL || st->ws == NULL) {
     stage_free(st);
     return WEFT_ENOMEM;
@@ -173,6 +173,20 @@ int weft_pipeline_batch(weft_pipeline *p, const weft_stage_opts *o, weft_batch_f
 }
 int weft_pipeline_sink(weft_pipeline *p, const weft_stage_opts *o, weft_sink_fn fn, void *arg) {
   return add(p, WEFT_STAGE_SINK, o, (void (*)(void))fn, arg);
+}
+
+/* The first error of a live run, recorded under the pipeline's lock beside drain's state; the run's
+ * context is then cancelled with it as cause (see pipeline_run.c). */
+void weft__pl_fail(pl_run *run, pl_stage *st, int err) {
+  weft_pipeline *p = run->pl;
+  pthread_mutex_lock(&p->mu);
+  bool first = p->err == 0 && weft_ctx_err(run->ctx) == 0;
+  if (first) {
+    p->err = err;
+    p->err_stage = st ? (long)st->index : -1;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (first) weft_ctx_cancel_cause(run->cancel, err);
 }
 
 int weft_pipeline_drain(weft_pipeline *p) {

@@ -1,8 +1,12 @@
 /* lib/pipeline/pipeline_impl.h: the pipeline's internal structures (not API).
  *
- * Files: pipeline.c (building, options, stats, drain, destroy), pipeline_run.c (a run: channels, threads,
- * the first error, cleanup), pipeline_worker.c (the worker loops, bursts, the emitter), pipeline_order.c
- * (the reorder window of ordered stages), chan_pump.c (weft_chan_merge / weft_chan_tee). */
+ * Files, from the top of the layer down (each calls only the ones below it, and the public API):
+ *   pipeline_run.c     a run: channels, threads, cleanup
+ *   pipeline_worker.c  the worker loops, bursts, the emitter
+ *   pipeline_order.c   the reorder window of ordered stages
+ *   pipeline_edge.c    bursts over a run's channels: send, receive, discard
+ *   pipeline.c         building, options, stats, drain, the first error, destroy
+ *   pump.c             weft_chan_merge / weft_chan_tee (beside the rest: uses only the public API) */
 #ifndef WEFT_PIPELINE_IMPL_H
 #define WEFT_PIPELINE_IMPL_H
 
@@ -12,11 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
+#include "common/owned.h"
 #include "common/thread.h"
 #include "weft/pipeline.h"
 #include "weft/pump.h"
 
-#define PL_CACHELINE 64
 /* Automatic burst: at most this many items, and at most PL_BURST_BYTES of items per burst. */
 #define PL_BURST_MAX 128
 #define PL_BURST_BYTES 8192
@@ -60,12 +65,8 @@ typedef struct pl_wstats {
   _Atomic uint64_t in, out, dropped, discarded, errors;
   _Atomic int64_t busy;
   _Atomic int done;
-  char pad[PL_CACHELINE - 6 * sizeof(uint64_t) - sizeof(int)];
+  char pad[WEFT__CACHELINE - 6 * sizeof(uint64_t) - sizeof(int)];
 } pl_wstats;
-
-static inline void pl_add(_Atomic uint64_t *c, uint64_t v) {
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
-}
 
 typedef struct pl_worker pl_worker;
 
@@ -102,9 +103,9 @@ typedef struct pl_stage {
   pl_edge *in, *out;         /* set when the run wires the stages */
   pl_wstats *ws;             /* o.workers counters, allocated when the stage is added */
   /* Run state. */
-  char pad0[PL_CACHELINE];
+  char pad0[WEFT__CACHELINE];
   _Atomic uint32_t hint;     /* the burst size this stage wants on its input (written rarely, read per burst) */
-  char pad1[PL_CACHELINE - sizeof(uint32_t)];
+  char pad1[WEFT__CACHELINE - sizeof(uint32_t)];
   _Atomic uint64_t recv_seq; /* ordered stage with a non-serial input: seqs stamped on receipt */
   _Atomic size_t live;       /* workers still running */
   pl_order *order;           /* ordered with workers > 1 */

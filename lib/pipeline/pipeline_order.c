@@ -32,7 +32,7 @@ int weft__pl_order_new(pl_stage *st, size_t window) {
     free(o);
     return WEFT_ENOMEM;
   }
-  o->slots = aligned_alloc(PL_CACHELINE, (window * bsz + PL_CACHELINE - 1) / PL_CACHELINE * PL_CACHELINE);
+  o->slots = aligned_alloc(WEFT__CACHELINE, (window * bsz + WEFT__CACHELINE - 1) / WEFT__CACHELINE * WEFT__CACHELINE);
   o->ready = calloc(window, sizeof *o->ready);
   if (o->slots == NULL || o->ready == NULL) {
     free(o->slots);
@@ -40,8 +40,8 @@ int weft__pl_order_new(pl_stage *st, size_t window) {
     free(o);
     return WEFT_ENOMEM;
   }
-  pthread_mutex_init(&o->mu, NULL);
-  pthread_cond_init(&o->cv, NULL);
+  WEFT__ASSERT(pthread_mutex_init(&o->mu, NULL) == 0);
+  WEFT__ASSERT(pthread_cond_init(&o->cv, NULL) == 0);
   o->window = window;
   st->order = o;
   return 0;

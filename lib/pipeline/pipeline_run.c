@@ -11,7 +11,7 @@
  * Threads. Every source and every stage worker is a thread of its own, created here with all signals
  * blocked; the sink's first worker runs on the calling thread. All are joined before the run returns.
  *
- * The first error. A stage function that fails calls weft__pl_fail(): under the pipeline's lock the first
+ * The first error. A stage function that fails calls weft__pl_fail() (pipeline.c): under the pipeline's lock the first
  * error of a live run is recorded with its stage, then the run's context is cancelled with the error as
  * cause. Every blocking call inside the run takes that context — channel sends and receives, the reorder
  * window's waits (woken by an after-func on the context), stage functions' own waits — so every thread
@@ -19,7 +19,8 @@
  * recorded. A worker that stops for any reason but the normal end of its input marks the run aborted;
  * a run that was not aborted returns 0 even if the caller's context ended just after the last item.
  *
- * Nothing leaks. Workers discard what they hold when they stop early (weft__pl_discard_items). After every
+ * Nothing leaks. Workers discard what they hold when they stop early (weft__pl_discard_items, in
+ * pipeline_edge.c). After every
  * thread is joined, this file discards what is left: reorder windows (pipeline_order.c) and channels, whose
  * discard hook walks the bursts still buffered. No thread is running then, so no item can be discarded
  * twice, and every item is in exactly one of those places.
@@ -31,78 +32,12 @@
 
 #include "pipeline/pipeline_impl.h"
 
-void weft__pl_discard_items(pl_edge *e, unsigned char *buf, uint32_t from, uint32_t to, pl_wstats *ws) {
-  if (to <= from) return;
-  if (e->discard != NULL)
-    for (uint32_t i = from; i < to; i++) e->discard(PL_ITEM(buf, e->isz, i), e->discard_arg);
-  if (ws != NULL) pl_add(&ws->discarded, to - from);
-}
-
 /* Channel discard hook: a burst still buffered when the run's channels are destroyed. Counted on the
  * receiving stage's first worker (no thread is running by then). */
 static void edge_discard(void *elem, void *arg) {
   pl_edge *e = arg;
   const pl_hdr *h = elem;
   weft__pl_discard_items(e, elem, 0, h->n, &e->to->ws[0]);
-}
-
-void weft__pl_fail(pl_run *run, pl_stage *st, int err) {
-  weft_pipeline *p = run->pl;
-  pthread_mutex_lock(&p->mu);
-  bool first = p->err == 0 && weft_ctx_err(run->ctx) == 0;
-  if (first) {
-    p->err = err;
-    p->err_stage = st ? (long)st->index : -1;
-  }
-  pthread_mutex_unlock(&p->mu);
-  if (first) weft_ctx_cancel_cause(run->cancel, err);
-}
-
-/* Waiting inside a run. A run has more threads than this machine has cores as a rule (a source, N workers
- * per stage, a sink), and the thread a waiter waits for is often runnable but not running. Spinning on a
- * pause instruction would hold the core it needs; parking costs ~14 us per round trip (NOTES.md). So a
- * waiter first yields the core a few times, retrying between yields, and only then blocks in the channel
- * call (which spins briefly and parks). How many yields is learnt per worker: the budget doubles (up to
- * PL_YIELDS) when a wait ended while yielding, and halves (down to 1) when it had to block anyway — so
- * cheap stages hand bursts over without parking, while stages that wait on slow work (a directory walk,
- * a disk) do not burn the CPU in yields. */
-static int pl_wait(weft_ctx *ctx, weft_chan *ch, void *buf, bool send, uint32_t *budget) {
-  const int busy = send ? WEFT_EFULL : WEFT_EEMPTY;
-  int rc = send ? weft_chan_try_send(ch, buf) : weft_chan_try_recv(ch, buf);
-  if (rc != busy) return rc;
-  uint32_t b = *budget ? *budget : 1;
-  for (uint32_t i = 0; i < b; i++) {
-    if ((rc = weft_ctx_err(ctx)) != 0) return rc;
-    sched_yield();
-    rc = send ? weft_chan_try_send(ch, buf) : weft_chan_try_recv(ch, buf);
-    if (rc != busy) {
-      *budget = 2 * b < PL_YIELDS ? 2 * b : PL_YIELDS;
-      return rc;
-    }
-  }
-  *budget = b / 2 ? b / 2 : 1;
-  return send ? weft_chan_send(ch, ctx, buf) : weft_chan_recv(ch, ctx, buf);
-}
-
-int weft__pl_chan_send(weft_ctx *ctx, weft_chan *ch, const void *buf, uint32_t *budget) {
-  return pl_wait(ctx, ch, (void *)buf, true, budget);
-}
-
-int weft__pl_chan_recv(weft_ctx *ctx, weft_chan *ch, void *buf, uint32_t *budget) {
-  return pl_wait(ctx, ch, buf, false, budget);
-}
-
-int weft__pl_send(pl_worker *w, unsigned char *buf) {
-  pl_edge *e = w->st->out;
-  pl_hdr *h = (pl_hdr *)(void *)buf;
-  uint32_t n = h->n;
-  if (n == 0) return 0;
-  if (e->serial) h->seq = atomic_fetch_add_explicit(&e->send_seq, 1, memory_order_relaxed);
-  int rc = weft__pl_chan_send(w->run->ctx, e->ch, buf, &w->ysend);
-  if (rc == 0) pl_add(&w->ws->out, n);
-  else weft__pl_discard_items(e, buf, 0, n - (buf == w->outb ? w->keep_last : 0), w->ws);
-  h->n = 0;
-  return rc;
 }
 
 /* After-func on the run's context: wakes workers waiting in reorder windows. */
@@ -115,9 +50,9 @@ static void waker(void *arg) {
 }
 
 static void *zalloc_aligned(size_t n) {
-  n = (n + PL_CACHELINE - 1) / PL_CACHELINE * PL_CACHELINE;
-  void *q = aligned_alloc(PL_CACHELINE, n ? n : PL_CACHELINE);
-  if (q != NULL) memset(q, 0, n ? n : PL_CACHELINE);
+  n = (n + WEFT__CACHELINE - 1) / WEFT__CACHELINE * WEFT__CACHELINE;
+  void *q = aligned_alloc(WEFT__CACHELINE, n ? n : WEFT__CACHELINE);
+  if (q != NULL) memset(q, 0, n ? n : WEFT__CACHELINE);
   return q;
 }
 

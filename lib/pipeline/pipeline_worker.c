@@ -111,7 +111,7 @@ static int process(pl_worker *w) {
       if (rc == 0) {
         w->in_pos = i + 1;
         weft__pl_discard_items(st->in, inb, i, i + 1, NULL);
-        pl_add(&w->ws->dropped, 1);
+        weft__owned_add(&w->ws->dropped, 1, memory_order_relaxed);
         continue;
       }
       break;
@@ -126,13 +126,13 @@ static int process(pl_worker *w) {
       rc = st->fn.sink(ctx, item, st->arg);
       if (rc >= 0) {
         w->in_pos = i + 1;
-        pl_add(&w->ws->out, 1);
+        weft__owned_add(&w->ws->out, 1, memory_order_relaxed);
         continue;
       }
       break;
     }
     /* The function failed (an error after the run was stopped is a consequence, not recorded). */
-    pl_add(&w->ws->errors, 1);
+    weft__owned_add(&w->ws->errors, 1, memory_order_relaxed);
     weft__pl_fail(w->run, st, rc);
     return rc;
   }
@@ -157,7 +157,7 @@ static int next_burst(pl_worker *w, weft_ctx *ctx) {
   w->in_n = h->n;
   if (st->order != NULL)
     w->cur_seq = st->in->serial ? h->seq : atomic_fetch_add_explicit(&st->recv_seq, 1, memory_order_relaxed);
-  pl_add(&w->ws->in, h->n);
+  weft__owned_add(&w->ws->in, h->n, memory_order_relaxed);
   return 0;
 }
 
@@ -184,7 +184,7 @@ static int call_group(pl_worker *w) {
   int rc = st->fn.batch(w->run->ctx, w->group, w->gn, &w->em, st->arg);
   measure(w, t0, weft_now(), (uint32_t)w->gn);
   if (rc < 0) {
-    pl_add(&w->ws->errors, 1);
+    weft__owned_add(&w->ws->errors, 1, memory_order_relaxed);
     weft__pl_fail(w->run, st, rc);
     return rc;
   }
@@ -245,7 +245,7 @@ static int run_source(pl_worker *w) {
     if (drained && weft_ctx_err(run->ctx) == 0 && (rc == WEFT_ESTOPPED || rc == WEFT_ECANCELED))
       rc = 0; /* stopped by the drain: a normal end */
     else {
-      pl_add(&w->ws->errors, 1);
+      weft__owned_add(&w->ws->errors, 1, memory_order_relaxed);
       weft__pl_fail(run, st, rc);
     }
   }
@@ -277,7 +277,7 @@ void *weft__pl_worker_main(void *arg) {
       pl_edge *e = st->in;
       if (e->discard != NULL)
         for (size_t i = 0; i < w->gn; i++) e->discard(w->group + i * e->isz, e->discard_arg);
-      pl_add(&w->ws->discarded, w->gn);
+      weft__owned_add(&w->ws->discarded, w->gn, memory_order_relaxed);
     }
   }
   w->in_n = w->in_pos = 0;

@@ -1,6 +1,6 @@
 /* tests/support/weft_test.h: what every test file includes.
  *
- * WEFT_TEST gives every test a timeout (Criterion 2.4.1 ignores its global --timeout, NOTES.md), so a
+ * WEFT_TEST gives every test a timeout (Criterion 2.4.1 ignores its global --timeout option), so a
  * hang fails one test instead of stalling CI. Stress tests read their sizes from the environment through
  * weft_test_env(), so `WEFT_STRESS_THREADS=16 WEFT_STRESS_ITERS=1000000 ./test_x` scales them up. */
 #ifndef WEFT_TEST_H
