@@ -308,7 +308,7 @@ WEFT_TEST(chan, close_wakes_every_blocked_receiver_and_sender) {
 /* ---- cancellation ------------------------------------------------------------------------------- */
 
 WEFT_TEST(chan, cancel_releases_blocked_senders) {
-  /* The seed's "blocked senders released by cancel": workers blocked sending on a channel nobody reads. */
+  /* Blocked senders released by cancel: workers blocked sending on a channel nobody reads. */
   enum { N = 8 }; /* more threads than cores */
   blk_arg args[N];
   pthread_t th[N];

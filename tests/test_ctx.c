@@ -1,4 +1,4 @@
-/* Context semantics: the seeds' scenarios, derivations, values, cancellation, ownership, bad input. */
+/* Context semantics: Go's scenarios, derivations, values, cancellation, ownership, bad input. */
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -103,9 +103,9 @@ WEFT_TEST(ctx, derive_from_done_parent_is_born_done) {
   weft_ctx_end(p_cancel);
 }
 
-/* ---- the seeds' deterministic scenarios ---- */
+/* ---- deterministic scenarios: a cancelled tree, tasks under one deadline, a capped child ---- */
 
-WEFT_TEST(ctx, seed_cancel_tree_parent_at_1s) {
+WEFT_TEST(ctx, cancel_of_a_parent_at_1s_ends_its_tree) {
   /* Parent cancelled at 1 s: a child with a 500 ms timeout ends with deadline-exceeded at ~0.5 s, the
    * others with canceled at ~1 s. */
   weft_ctx *parent, *fast, *slow, *plain;
@@ -137,7 +137,7 @@ WEFT_TEST(ctx, seed_cancel_tree_parent_at_1s) {
 
 static int run_task(weft_ctx *ctx, int64_t dur) { return weft_ctx_sleep(ctx, dur); }
 
-WEFT_TEST(ctx, seed_sequential_tasks_under_one_deadline) {
+WEFT_TEST(ctx, sequential_tasks_share_one_deadline) {
   /* Tasks of 500, 800 and 1500 ms under one 1 s deadline: the first succeeds, the others fail. */
   weft_ctx *ctx;
   weft_cancel *cancel = NULL;
@@ -150,7 +150,7 @@ WEFT_TEST(ctx, seed_sequential_tasks_under_one_deadline) {
 }
 
 
-WEFT_TEST(ctx, seed_child_deadline_capped_by_parent) {
+WEFT_TEST(ctx, child_deadline_is_capped_by_parent) {
   /* A 45 s child under a 30 s parent has the parent's deadline, arms no timer of its own and ends when
    * the parent's deadline fires; scaled down to 450 ms under 300 ms. */
   weft_ctx *parent, *child;

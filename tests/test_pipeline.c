@@ -1,4 +1,4 @@
-/* tests/test_pipeline.c: pipeline semantics — the seed's pipelines, stage kinds, ordering, bad input.
+/* tests/test_pipeline.c: pipeline semantics — the classic pipelines, stage kinds, ordering, bad input.
  * Cancellation, drain, deadlines and memory bounds are in test_pipeline_cancel.c; merge/tee in
  * test_pipeline_pump.c; stress in test_pipeline_stress.c. No timing thresholds: causality and order only. */
 #include <pthread.h>
@@ -85,9 +85,9 @@ static void jitter(int64_t v, int max_us) {
   nanosleep(&ts, NULL);
 }
 
-/* ---- the seed's pipelines ------------------------------------------------------------------------- */
+/* ---- the classic pipelines ------------------------------------------------------------------------- */
 
-WEFT_TEST(pipeline, seed_square_add_keep_even) {
+WEFT_TEST(pipeline, square_add_ten_keep_even) {
   weft_ctx *ctx;
   weft_cancel *cancel = NULL;
   cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(3), &ctx, &cancel), 0);
@@ -123,7 +123,7 @@ WEFT_TEST(pipeline, seed_square_add_keep_even) {
   free(c.v);
 }
 
-WEFT_TEST(pipeline, seed_fan_out_fan_in_squares) {
+WEFT_TEST(pipeline, fan_out_fan_in_squares) {
   const int64_t n = 2000;
   weft_pipeline *p;
   cr_assert_eq(weft_pipeline_create(NULL, &p), 0);

@@ -1,4 +1,4 @@
-/* Pool semantics: the seed's pool, futures, try/blocking submit, jobs submitting jobs, wait-all, contexts,
+/* Pool semantics: a small pool of timed jobs, futures, try/blocking submit, jobs submitting jobs, wait-all, contexts,
  * stats and bad input. Stress and shutdown modes are in test_pool_stress.c / test_pool_shutdown.c. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,11 +13,11 @@ static int noop_job(weft_ctx *ctx, void *arg) {
   return 0;
 }
 
-/* The seed: 3 workers, a queue of 10, a 5 s pool context; jobs of 500 ms, 1 s, 2 s, 4 s and 300 ms
+/* 3 workers, a queue of 10, a 5 s pool context; jobs of 500 ms, 1 s, 2 s, 4 s and 300 ms
  * submitted 100 ms apart; shutdown (cancel) at about 3 s. Jobs 1, 2, 3 and 5 finish; job 4 (running
  * 500 ms..4.5 s) is cancelled while running. Asserted by causality: 1, 2, 3, 5 are awaited before the
  * shutdown, and job 4 is checked still pending right before it. */
-WEFT_TEST(pool, seed_jobs_finish_or_cancel) {
+WEFT_TEST(pool, jobs_under_a_pool_deadline_finish_or_are_canceled) {
   weft_ctx *pctx;
   weft_cancel *pcancel = NULL;
   cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(5), &pctx, &pcancel), 0);

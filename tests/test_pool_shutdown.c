@@ -1,4 +1,4 @@
-/* Shutdown: the seed's graceful-shutdown daemon (SIGTERM cancels the root context; drain runs every
+/* Shutdown: a graceful-shutdown daemon (SIGTERM cancels the root context; drain runs every
  * queued job, cancel hands every queued job back), and a job that ignores cancellation. */
 #include <signal.h>
 #include <stdatomic.h>

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build tree into a temporary prefix, then builds a program against it the two ways a user
-# would: CMake's find_package(weft) (shared and static targets) and pkg-config. Each program must run.
+# would: CMake's find_package(weft) (shared and static targets) and pkg-config; then as a parent project
+# that adds weft's source with add_subdirectory(). Each program must run.
 #   check.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
@@ -32,4 +33,9 @@ cmake --build "$tmp/examples" >/dev/null
 LD_LIBRARY_PATH="$libdir" ctest --test-dir "$tmp/examples" -R 'example_(restaurant|order_chain|monitor|tracing)' \
   --output-on-failure >/dev/null
 echo "examples built and run standalone against the installed package"
+# weft as a subproject: only the library builds by default.
+cmake -S "$src/tests/subproject" -B "$tmp/parent" -G Ninja -DWEFT_SOURCE="$src" -DEXAMPLE_SOURCE="$example" >/dev/null
+cmake --build "$tmp/parent" >/dev/null
+"$tmp/parent/parent" 50 | tail -1
+echo "a parent project built weft's library alone"
 echo "install check passed"
