@@ -56,14 +56,15 @@ static int call_layer(weft_ctx *parent, int i, int64_t db_ms, int *cause) {
     return rc;
   }
   weft_ctx *ctx;
-  int rc = weft_ctx_with_timeout_cause(parent, ms(layer_ms[i]), CAUSE_LAYER(i), &ctx);
+  weft_cancel *cancel;
+  int rc = weft_ctx_with_timeout_cause(parent, ms(layer_ms[i]), CAUSE_LAYER(i), &ctx, &cancel);
   if (rc != 0) return rc;
   printf("  %*s%s: own budget %lld ms, effective %lld ms\n", 2 * i, "", layers[i], (long long)layer_ms[i],
          (long long)((weft_ctx_deadline(ctx) - weft_now()) * scale / 1000000));
   rc = call_layer(ctx, i + 1, db_ms, cause);
   printf("  %*s%s: %s%s%s\n", 2 * i, "", layers[i], rc == 0 ? "ok" : weft_strerror(rc), rc ? " - " : "",
          rc ? why(*cause) : "");
-  weft_ctx_end(ctx);
+  weft_ctx_end(cancel);
   return rc;
 }
 
@@ -116,10 +117,11 @@ static int breaker_call(breaker *b, weft_ctx *parent, int64_t timeout, int (*fn)
   pthread_mutex_unlock(&b->mu);
 
   weft_ctx *ctx;
-  int rc = weft_ctx_with_timeout(parent, timeout, &ctx);
+  weft_cancel *cancel;
+  int rc = weft_ctx_with_timeout(parent, timeout, &ctx, &cancel);
   if (rc == 0) {
     rc = fn(ctx, arg);
-    weft_ctx_end(ctx);
+    weft_ctx_end(cancel);
   }
   bool caller_gave_up = weft_ctx_err(parent) != 0; /* not the backend's fault */
 

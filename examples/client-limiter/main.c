@@ -28,6 +28,7 @@
 #include <weft/weft.h>
 
 #define CAUSE_LOGGED_OUT (-1001) /* our own cause: the client logged out, stop everything of hers */
+#define E_NO_CLIENT (-1002)      /* our own error code: no such client */
 
 static int64_t scale = 1500;
 static int64_t demo_min(double m) { return (int64_t)(m * 60e9) / scale; }
@@ -37,6 +38,7 @@ static int64_t demo_min(double m) { return (int64_t)(m * 60e9) / scale; }
 typedef struct client {
   char id[32];
   weft_ctx *session; /* owned by the entry: 1 h lifetime, parent of every request of this client */
+  weft_cancel *session_cancel; /* the right to cancel it: the limiter's, which created it, alone */
   int used;          /* requests admitted in this window */
   int in_flight;     /* requests running now */
   int64_t last_seen; /* last attempt, admitted or not */
@@ -69,16 +71,18 @@ static void retire(limiter *l, client *c, int cause) {
       break;
     }
   c->retired = true;
-  if (cause != 0) weft_ctx_cancel_cause(c->session, cause);
-  weft_ctx_end(c->session);
+  if (cause != 0) weft_ctx_cancel_cause(c->session_cancel, cause);
+  weft_ctx_end(c->session_cancel);
   c->session = NULL;
+  c->session_cancel = NULL;
   if (c->in_flight == 0) free(c);
 }
 
 /* Admits one request of client `id`. On success returns 0, stores the request's context (a child of the
- * client's session; the caller ends it with limiter_end) in *work and the client in *who. Returns WEFT_EFULL
- * when the client used its quota for this window, WEFT_ENOMEM, or a derivation error. Any thread. */
-static int limiter_begin(limiter *l, const char *id, client **who, weft_ctx **work) {
+ * client's session) in *work, the right to cancel it in *done (the caller's, as Go's cancel func: it ends
+ * the request with limiter_end) and the client in *who. Returns WEFT_EFULL when the client used its quota
+ * for this window, WEFT_ENOMEM, or a derivation error. Any thread. */
+static int limiter_begin(limiter *l, const char *id, client **who, weft_ctx **work, weft_cancel **done) {
   int rc = 0;
   int64_t now = weft_now();
   pthread_mutex_lock(&l->mu);
@@ -96,7 +100,7 @@ static int limiter_begin(limiter *l, const char *id, client **who, weft_ctx **wo
       goto out;
     }
     snprintf(c->id, sizeof c->id, "%s", id);
-    rc = weft_ctx_with_timeout(l->parent, l->lifetime, &c->session);
+    rc = weft_ctx_with_timeout(l->parent, l->lifetime, &c->session, &c->session_cancel);
     if (rc != 0) {
       free(c);
       goto out;
@@ -109,7 +113,7 @@ static int limiter_begin(limiter *l, const char *id, client **who, weft_ctx **wo
     rc = WEFT_EFULL;
     goto out;
   }
-  rc = weft_ctx_with_cancel(c->session, work);
+  rc = weft_ctx_with_cancel(c->session, work, done);
   if (rc != 0) goto out;
   c->used++;
   c->in_flight++;
@@ -119,9 +123,10 @@ out:
   return rc;
 }
 
-/* Ends a request admitted by limiter_begin. Any thread. */
-static void limiter_end(limiter *l, client *c, weft_ctx *work) {
-  weft_ctx_end(work);
+/* Ends a request admitted by limiter_begin, given the cancel handle limiter_begin stored in *done. Any
+ * thread. */
+static void limiter_end(limiter *l, client *c, weft_cancel *done) {
+  weft_ctx_end(done);
   pthread_mutex_lock(&l->mu);
   c->last_seen = weft_now();
   if (--c->in_flight == 0 && c->retired) free(c);
@@ -129,12 +134,12 @@ static void limiter_end(limiter *l, client *c, weft_ctx *work) {
 }
 
 /* Cancels every request of client `id` at once with `cause` and forgets the client. Returns how many
- * requests were in flight, or WEFT_ENOENT. Any thread. */
+ * requests were in flight, or E_NO_CLIENT. Any thread. */
 static int limiter_cancel_client(limiter *l, const char *id, int cause) {
   pthread_mutex_lock(&l->mu);
   client *c = l->table[hash(id)];
   while (c && strcmp(c->id, id) != 0) c = c->next;
-  int n = c ? c->in_flight : WEFT_ENOENT;
+  int n = c ? c->in_flight : E_NO_CLIENT;
   if (c) retire(l, c, cause);
   pthread_mutex_unlock(&l->mu);
   return n;
@@ -221,7 +226,8 @@ static void *burst_main(void *arg) { /* many short requests */
   for (int i = 0; i < b->attempts; i++) {
     client *c;
     weft_ctx *work;
-    int rc = limiter_begin(b->l, b->id, &c, &work);
+    weft_cancel *done;
+    int rc = limiter_begin(b->l, b->id, &c, &work, &done);
     if (rc == WEFT_EFULL) {
       atomic_fetch_add(b->rejected, 1);
       continue;
@@ -229,7 +235,7 @@ static void *burst_main(void *arg) { /* many short requests */
     if (rc != 0) continue;
     atomic_fetch_add(b->admitted, 1);
     weft_ctx_sleep(work, WEFT_US(50)); /* the request's work, under its context */
-    limiter_end(b->l, c, work);
+    limiter_end(b->l, c, done);
   }
   return NULL;
 }
@@ -243,11 +249,12 @@ static void *long_main(void *arg) { /* a request that works until its context en
   long_req *r = arg;
   client *c;
   weft_ctx *work;
-  r->result = limiter_begin(r->l, "mallory", &c, &work);
+  weft_cancel *done;
+  r->result = limiter_begin(r->l, "mallory", &c, &work, &done);
   if (r->result != 0) return NULL;
-  r->result = weft_ctx_wait(work, WEFT_FOREVER); /* e.g. a long poll or a stream */
+  r->result = weft_ctx_wait_until(work, WEFT_FOREVER); /* e.g. a long poll or a stream */
   r->cause = weft_ctx_cause(work);
-  limiter_end(r->l, c, work);
+  limiter_end(r->l, c, done);
   return NULL;
 }
 
@@ -259,7 +266,10 @@ int main(int argc, char **argv) {
 
   limiter l = {.mu = PTHREAD_MUTEX_INITIALIZER, .lifetime = demo_min(60), .idle = demo_min(10), .limit = 100};
   weft_ctx *server, *stop;
-  if (weft_ctx_with_cancel(weft_background(), &server) != 0 || weft_ctx_with_cancel(server, &stop) != 0) return 1;
+  weft_cancel *server_cancel, *stop_cancel;
+  if (weft_ctx_with_cancel(weft_background(), &server, &server_cancel) != 0 ||
+      weft_ctx_with_cancel(server, &stop, &stop_cancel) != 0)
+    return 1;
   l.parent = server;
   printf("client-limiter: 100 requests per client per 1 h session, idle clients evicted after 10 min\n"
          "(the demo clock runs %lldx faster: 1 h = %.1f s)\n", (long long)scale, 3600.0 / (double)scale);
@@ -315,7 +325,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 20; i++) {
     client *c;
     weft_ctx *work;
-    if (limiter_begin(&l, "dave", &c, &work) == 0) dave_admitted++, limiter_end(&l, c, work);
+    weft_cancel *done;
+    if (limiter_begin(&l, "dave", &c, &work, &done) == 0) dave_admitted++, limiter_end(&l, c, done);
     weft_ctx_sleep(server, demo_min(1));
   }
   limiter_peek(&l, "dave", &used, &in_flight);
@@ -334,10 +345,11 @@ int main(int argc, char **argv) {
   for (;;) {
     client *c;
     weft_ctx *work;
+    weft_cancel *done;
     admitted_at = weft_now();
-    rc = limiter_begin(&l, "dave", &c, &work);
+    rc = limiter_begin(&l, "dave", &c, &work, &done);
     if (rc == 0) {
-      limiter_end(&l, c, work);
+      limiter_end(&l, c, done);
       break;
     }
     if (rc != WEFT_EFULL || ++refused > 200) break;
@@ -353,11 +365,11 @@ int main(int argc, char **argv) {
          refused, (double)(admitted_at - window_end) * (double)scale / 60e9, used, expired, evicted);
   if (rc != 0 || admitted_at < window_end || used != 1 || expired != 1 || evicted != 3) ok = 0;
 
-  weft_ctx_cancel(stop);
+  weft_ctx_cancel(stop_cancel);
   pthread_join(ev, NULL);
   limiter_destroy(&l);
-  weft_ctx_end(stop);
-  weft_ctx_end(server);
+  weft_ctx_end(stop_cancel);
+  weft_ctx_end(server_cancel);
   printf("live contexts at the end: %zu\n", weft_ctx_live_count());
   if (weft_ctx_live_count() != 0) ok = 0;
   printf("%s\n", ok ? "OK: limits held, one client's work cancelled at once, only idle clients evicted"

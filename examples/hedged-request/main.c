@@ -62,7 +62,8 @@ typedef struct result {
 } result;
 
 typedef struct round {
-  weft_ctx *ctx;       /* the round: ends at the first success, when all failed, or with the request */
+  weft_ctx *ctx;       /* the round: ends at the first success, when all failed, or with the request. The
+                        * backends only watch it: the right to cancel it stays in run_round, its creator */
   weft_chan *results;  /* capacity N: every backend's one send finds room, so no backend ever blocks */
   backend_spec spec[N];
   int64_t hedge_delay; /* 0: ask all at once; else ask the next one after this long without an answer */
@@ -122,10 +123,11 @@ static int run_round(const char *title, weft_ctx *request, round *r, int64_t *to
   weft_chan_opts co = WEFT_CHAN_OPTS_INIT;
   co.elem_size = sizeof(result);
   co.capacity = N; /* results := make(chan result, len(backends)) */
-  co.release = count_unread;
-  co.release_arg = r;
+  co.discard = count_unread;
+  co.discard_arg = r;
   if (weft_chan_create_opts(&co, &r->results) != 0) return -2;
-  if (weft_ctx_with_cancel(request, &r->ctx) != 0) return weft_chan_destroy(r->results), -2;
+  weft_cancel *cancel; /* ctx, cancel := context.WithCancel(reqCtx): cancel stays here, never in r */
+  if (weft_ctx_with_cancel(request, &r->ctx, &cancel) != 0) return weft_chan_destroy(r->results), -2;
   r->t0 = weft_now();
   pthread_t th[N];
   backend_arg args[N];
@@ -160,9 +162,9 @@ static int run_round(const char *title, weft_ctx *request, round *r, int64_t *to
     heard++;
     if (res.err == 0) {
       winner = res.backend;
-      weft_ctx_cancel_cause(r->ctx, CAUSE_ANSWERED); /* cancel(): stops the others */
+      weft_ctx_cancel_cause(cancel, CAUSE_ANSWERED); /* cancel(): stops the others */
     } else if (res.err == E_BACKEND && ++r->failures == N) {
-      weft_ctx_cancel_cause(r->ctx, CAUSE_ALL_FAILED);
+      weft_ctx_cancel_cause(cancel, CAUSE_ALL_FAILED);
     }
   }
   goto settled;
@@ -175,7 +177,7 @@ settled:
   if (winner >= 0) printf("  caller: after %lld ms: %s\n", (long long)*took_ms, res.answer);
   else printf("  caller: after %lld ms: no answer (%s, cause: %s)\n", (long long)*took_ms,
               weft_strerror(rc != 0 ? rc : weft_ctx_err(r->ctx)), cause_name(weft_ctx_cause(r->ctx)));
-  weft_ctx_cancel(r->ctx); /* whatever ended the loop, the backends still running stop now */
+  weft_ctx_cancel(cancel); /* whatever ended the loop, the backends still running stop now */
   for (int i = 0; i < asked; i++) pthread_join(th[i], NULL);
   for (int i = asked; i < N; i++) r->out[i] = NOT_ASKED, r->cause[i] = weft_ctx_cause(r->ctx);
   for (int i = 0; i < N; i++) {
@@ -188,7 +190,7 @@ settled:
   weft_chan_destroy(r->results); /* the losers' results nobody read go with it */
   printf("    results sent %d, read %d, left unread in the channel %zu (no backend blocked on sending)\n", asked,
          heard, r->unread);
-  weft_ctx_end(r->ctx);
+  weft_ctx_end(cancel);
   return winner;
 }
 
@@ -208,7 +210,8 @@ int main(int argc, char **argv) {
   printf("hedged-request: one query, three backends, the first success wins%s\n",
          scale > 1 ? " (--fast: durations / 4; printed in unscaled ms)" : "");
   weft_ctx *request;
-  if (weft_ctx_with_timeout(weft_background(), ms(3000), &request) != 0) return 1;
+  weft_cancel *request_cancel;
+  if (weft_ctx_with_timeout(weft_background(), ms(3000), &request, &request_cancel) != 0) return 1;
   int ok = 1;
   int64_t took;
 
@@ -236,7 +239,7 @@ int main(int argc, char **argv) {
       r4.out[2] != NOT_ASKED)
     ok = 0, printf("UNEXPECTED round 4\n");
 
-  weft_ctx_end(request);
+  weft_ctx_end(request_cancel);
   size_t live = live_contexts_settled();
   printf("live contexts at the end: %zu\n", live);
   if (live != 0) ok = 0;

@@ -40,19 +40,21 @@ static const char request_id_key;
 
 /* ---- the bug ----------------------------------------------------------------------------------------- */
 
-static weft_ctx *leaked; /* kept only so that part 3 can "fix" the leak afterwards */
+static weft_cancel *leaked; /* the leaked context's cancel handle, kept only so that part 3 can "fix" the leak
+                            * afterwards */
 
 /* Handles a request under a 30 s timeout; on its error path it returns without weft_ctx_end(). */
 __attribute__((noinline)) int buggy_handler(weft_ctx *parent, bool fail);
 __attribute__((noinline)) int buggy_handler(weft_ctx *parent, bool fail) {
   weft_ctx *ctx;
-  int rc = weft_ctx_with_timeout(parent, WEFT_SEC(30), &ctx);
+  weft_cancel *cancel;
+  int rc = weft_ctx_with_timeout(parent, WEFT_SEC(30), &ctx, &cancel);
   if (rc != 0) return rc;
   if (fail) {
-    leaked = ctx;
-    return -1; /* BUG: forgot weft_ctx_end(ctx) on this path */
+    leaked = cancel;
+    return -1; /* BUG: forgot weft_ctx_end(cancel) on this path */
   }
-  weft_ctx_end(ctx);
+  weft_ctx_end(cancel);
   return 0;
 }
 
@@ -141,14 +143,15 @@ int main(int argc, char **argv) {
 
   /* 1. A tree: server -> 3 requests (5 s deadline, a request id) -> 2 steps each. */
   weft_ctx *server, *req[3], *rval[3], *step[3][2];
+  weft_cancel *server_cancel, *req_cancel[3], *step_cancel[3][2]; /* the value contexts have none */
   static const char *const ids[] = {"r-1", "r-2", "r-3"};
-  if (weft_ctx_with_cancel(weft_background(), &server) != 0) return 1;
+  if (weft_ctx_with_cancel(weft_background(), &server, &server_cancel) != 0) return 1;
   for (int i = 0; i < 3; i++) {
-    if (weft_ctx_with_timeout(server, WEFT_SEC(5), &req[i]) != 0 ||
+    if (weft_ctx_with_timeout(server, WEFT_SEC(5), &req[i], &req_cancel[i]) != 0 ||
         weft_ctx_with_value(req[i], &request_id_key, (void *)ids[i], NULL, &rval[i]) != 0)
       return 1;
     for (int j = 0; j < 2; j++)
-      if (weft_ctx_with_cancel(rval[i], &step[i][j]) != 0) return 1;
+      if (weft_ctx_with_cancel(rval[i], &step[i][j], &step_cancel[i][j]) != 0) return 1;
   }
   size_t live = weft_ctx_live_count();
   printf("1. server + 3 requests (+ a value context each) + 6 steps: live contexts %zu (%zu more)\n", live,
@@ -158,7 +161,7 @@ int main(int argc, char **argv) {
   printf("   weft_ctx_dump(server):\n%s", d);
   if (count_lines(d, "\n") < 10 || count_lines(d, "live") < 10) ok = 0, printf("UNEXPECTED dump\n");
   free(d);
-  weft_ctx_cancel(req[1]);
+  weft_ctx_cancel(req_cancel[1]);
   d = dump(server);
   printf("   after cancelling r-2 (a cancelled context leaves its parent's list at once):\n%s", d);
   if (count_lines(d, "deadline live") != 2) ok = 0, printf("UNEXPECTED: two requests should be left\n");
@@ -168,18 +171,21 @@ int main(int argc, char **argv) {
   if (count_lines(d, "deadline canceled") != 1) ok = 0, printf("UNEXPECTED: r-2 should show canceled\n");
   free(d);
   for (int i = 0; i < 3; i++) {
-    for (int j = 0; j < 2; j++) weft_ctx_end(step[i][j]);
+    for (int j = 0; j < 2; j++) weft_ctx_end(step_cancel[i][j]);
     weft_ctx_release(rval[i]);
-    weft_ctx_end(req[i]);
+    weft_ctx_end(req_cancel[i]);
   }
   printf("   everything ended: live contexts %zu\n", weft_ctx_live_count());
   if (weft_ctx_live_count() != base + 1) ok = 0; /* the server is still up */
 
   /* 2. Released without cancel: gone from the tree at once. */
   weft_ctx *forgot;
-  if (weft_ctx_with_timeout(server, WEFT_SEC(60), &forgot) != 0) return 1;
+  weft_cancel *forgot_cancel;
+  if (weft_ctx_with_timeout(server, WEFT_SEC(60), &forgot, &forgot_cancel) != 0) return 1;
   size_t with = weft_ctx_live_count();
-  weft_ctx_release(forgot); /* no cancel: a Go program would keep it in the parent until the parent ends */
+  /* No weft_ctx_end(forgot_cancel): the last reference goes without a cancel (and forgot_cancel with it). A Go
+   * program that never calls its cancel func keeps the child in the parent until the parent ends. */
+  weft_ctx_release(forgot);
   d = dump(server);
   printf("2. a child released without cancel: live %zu -> %zu; the server's subtree now:\n%s", with,
          weft_ctx_live_count(), d);
@@ -204,7 +210,7 @@ int main(int argc, char **argv) {
     ok = 0, printf("UNEXPECTED: the report should name buggy_handler as the creator of the leak\n");
   free(rep);
   weft_ctx_end(leaked); /* the fix: what buggy_handler should have done */
-  weft_ctx_end(server);
+  weft_ctx_end(server_cancel);
   n = weft_ctx_leak_report(stdout);
   printf("   after the fix and the server's end: %zu in the report, live contexts %zu\n", n, weft_ctx_live_count());
   if (n != 0 || weft_ctx_live_count() != base) ok = 0;

@@ -45,6 +45,8 @@ typedef struct order {
   step steps[3];
   double leave_after; /* the customer walks out after this many seconds; 0 = waits */
   weft_ctx *ctx;      /* the order's context: 30 s deadline, cancellable by the customer */
+  weft_cancel *cancel; /* the right to cancel it: main creates it and hands it to the customer alone (the
+                        * kitchen gets only the context) */
   /* results, written by the kitchen thread and read after join */
   int result;
   int cause;
@@ -87,7 +89,7 @@ static void *customer(void *arg) {
   order *o = arg;
   if (weft_ctx_sleep(o->ctx, demo_sec(o->leave_after)) == 0) { /* the order is still cooking */
     printf("[%5.1fs] customer: waited %.0f s for the %s, leaving (cancel)\n", now_demo(), o->leave_after, o->dish);
-    weft_ctx_cancel_cause(o->ctx, CUSTOMER_LEFT);
+    weft_ctx_cancel_cause(o->cancel, CUSTOMER_LEFT);
   }
   return NULL;
 }
@@ -98,9 +100,9 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
 
   order orders[] = {
-      {"soup", {{"chop", 2}, {"simmer", 8}, {"plate", 1}}, 0, NULL, 0, 0, 0, 0},
-      {"slow roast", {{"prep", 5}, {"roast", 40}, {"rest", 5}}, 0, NULL, 0, 0, 0, 0},
-      {"pizza", {{"dough", 4}, {"bake", 20}, {"slice", 1}}, 6, NULL, 0, 0, 0, 0},
+      {"soup", {{"chop", 2}, {"simmer", 8}, {"plate", 1}}, 0, NULL, NULL, 0, 0, 0, 0},
+      {"slow roast", {{"prep", 5}, {"roast", 40}, {"rest", 5}}, 0, NULL, NULL, 0, 0, 0, 0},
+      {"pizza", {{"dough", 4}, {"bake", 20}, {"slice", 1}}, 6, NULL, NULL, 0, 0, 0, 0},
   };
   enum { N = sizeof orders / sizeof orders[0] };
   const double timeout = 30;
@@ -111,7 +113,8 @@ int main(int argc, char **argv) {
   pthread_t cook[N], cust[N];
   for (int i = 0; i < N; i++) {
     /* ctx, cancel := context.WithTimeout(background, 30s) */
-    if (weft_ctx_with_timeout(weft_background(), demo_sec(timeout), &orders[i].ctx) != 0) return 1;
+    if (weft_ctx_with_timeout(weft_background(), demo_sec(timeout), &orders[i].ctx, &orders[i].cancel) != 0)
+      return 1;
     printf("[%5.1fs] order: %s%s\n", now_demo(), orders[i].dish,
            orders[i].leave_after > 0 ? " (an impatient customer)" : "");
   }
@@ -137,7 +140,7 @@ int main(int argc, char **argv) {
       pizza->stopped_at < pizza->leave_after - 0.5 || pizza->stopped_at >= pizza_step_end)
     ok = 0, printf("UNEXPECTED: the pizza should stop when the customer leaves, while baking\n");
 
-  for (int i = 0; i < N; i++) weft_ctx_end(orders[i].ctx); /* defer cancel() */
+  for (int i = 0; i < N; i++) weft_ctx_end(orders[i].cancel); /* defer cancel() */
   printf("summary: soup %s; slow roast: %s at %.1f s; pizza: %s at %.1f s; live contexts %zu\n",
          soup->result == 0 ? "served" : "NOT served", weft_strerror(roast->result), roast->stopped_at,
          cause_name(pizza->cause), pizza->stopped_at, weft_ctx_live_count());

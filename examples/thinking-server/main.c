@@ -14,7 +14,7 @@
  *     on its own thread and thinks with weft_ctx_sleep(), which returns the moment the context ends;
  *   - SIGTERM/SIGINT cancel a signal context (weft_ctx_with_signals, Go's signal.NotifyContext): the server
  *     stops accepting, closes idle connections, and waits for in-flight requests up to a grace deadline
- *     (weft_ctx_wait on a "drained" context); after it, it cancels the server context so every handler
+ *     (weft_ctx_wait_for on a "drained" context); after it, it cancels the server context so every handler
  *     stops, and answers 503. A second signal exits at once.
  *
  *   thinking-server [--fast] [--ignore-context] [--steps N] [--step-ms MS] [--grace-ms MS]
@@ -71,6 +71,7 @@ typedef struct server {
   weft_ctx *stop;    /* cancelled by SIGTERM/SIGINT: graceful shutdown begins */
   weft_ctx *base;    /* the server-level context: parent of every connection's context */
   weft_ctx *drained; /* cancelled once shutdown began and no connection is left */
+  weft_cancel *stop_cancel, *base_cancel, *drained_cancel; /* the server's rights to cancel them */
   pthread_mutex_t mu;
   int active; /* connections not yet finished, under mu */
   bool shutting;
@@ -84,6 +85,7 @@ struct conn {
   int fd;
   conn_info info;
   weft_ctx *ctx;  /* the connection's cancel context (Go's ConnContext); cancelled when the client goes away */
+  weft_cancel *cancel; /* kept by the connection thread: handlers get only contexts */
   weft_ctx *vctx; /* ctx plus the conn_info value: the parent of this connection's requests */
   pthread_t thread;
   conn *next;
@@ -117,7 +119,8 @@ static const char *cause_name(int cause) {
 
 typedef struct handler {
   weft_ctx *ctx;         /* the request's context (a value context under the request's cancel context) */
-  weft_ctx *finished;    /* the handler cancels it when it returns: the connection thread polls its fd */
+  weft_cancel *finished; /* the one right the handler is given: it cancels this when it returns (the
+                          * connection thread polls that context's fd) */
   const options *opt;
   int steps_done;
   int result;            /* 0, or the context's error when it stopped early */
@@ -229,22 +232,23 @@ static bool serve_request(conn *c, char *head) {
   /* The request's context: a child of the connection's, plus the request's id as a value. */
   request_info req = {.id = atomic_fetch_add(&s->next_request, 1) + 1};
   snprintf(req.path, sizeof req.path, "%s", path);
-  weft_ctx *rcancel, *rctx, *finished;
-  if (weft_ctx_with_cancel(c->vctx, &rcancel) != 0) return false;
-  if (weft_ctx_with_value(rcancel, &request_key, &req, NULL, &rctx) != 0) {
+  weft_ctx *rcancel_ctx, *rctx, *finished;
+  weft_cancel *rcancel, *finished_cancel;
+  if (weft_ctx_with_cancel(c->vctx, &rcancel_ctx, &rcancel) != 0) return false;
+  if (weft_ctx_with_value(rcancel_ctx, &request_key, &req, NULL, &rctx) != 0) {
     weft_ctx_end(rcancel);
     return false;
   }
-  if (weft_ctx_with_cancel(weft_background(), &finished) != 0) {
+  if (weft_ctx_with_cancel(weft_background(), &finished, &finished_cancel) != 0) {
     weft_ctx_release(rctx);
     weft_ctx_end(rcancel);
     return false;
   }
-  handler h = {.ctx = rctx, .finished = finished, .opt = &s->opt};
+  handler h = {.ctx = rctx, .finished = finished_cancel, .opt = &s->opt};
   pthread_t th;
   if (pthread_create(&th, NULL, handler_main, &h) != 0) {
     respond(c->fd, 500, "Internal Server Error", "no thread\n", true);
-    weft_ctx_end(finished);
+    weft_ctx_end(finished_cancel);
     weft_ctx_release(rctx);
     weft_ctx_end(rcancel);
     return false;
@@ -263,7 +267,7 @@ static bool serve_request(conn *c, char *head) {
       client_gone = true;
       atomic_store(&h.gone_at, weft_now());
       logf_("[conn %d] client went away during r-%d: cancelling the connection's context", c->info.id, req.id);
-      weft_ctx_cancel_cause(c->ctx, CAUSE_CLIENT_GONE); /* ends the request's context too: it is a child */
+      weft_ctx_cancel_cause(c->cancel, CAUSE_CLIENT_GONE); /* ends the request's context too: it is a child */
     }
   }
   pthread_join(th, NULL);
@@ -290,7 +294,7 @@ static bool serve_request(conn *c, char *head) {
     logf_("[conn %d] r-%d: answered 200", c->info.id, req.id);
     atomic_fetch_add(&s->served, 1);
   }
-  weft_ctx_end(finished);
+  weft_ctx_end(finished_cancel);
   weft_ctx_release(rctx);
   weft_ctx_end(rcancel); /* the request is over: Go cancels r.Context() when ServeHTTP returns */
   return keep && !client_gone;
@@ -306,9 +310,9 @@ static void *conn_main(void *arg) {
   }
   close(c->fd);
   logf_("[conn %d] closed", c->info.id);
-  weft_ctx_cancel(c->ctx); /* the connection is over: its context ends (a no-op if the client went away) */
+  weft_ctx_cancel(c->cancel); /* the connection is over: its context ends (a no-op if the client went away) */
   pthread_mutex_lock(&s->mu);
-  if (--s->active == 0 && s->shutting) weft_ctx_cancel(s->drained);
+  if (--s->active == 0 && s->shutting) weft_ctx_cancel(s->drained_cancel);
   pthread_mutex_unlock(&s->mu);
   return NULL;
 }
@@ -347,9 +351,9 @@ static int accept_conn(server *s, int lfd) {
   snprintf(c->info.peer, sizeof c->info.peer, "%s:%d", inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip),
            ntohs(peer.sin_port));
   /* ConnContext: the connection's context is a child of the server's, plus the connection's info. */
-  if (weft_ctx_with_cancel(s->base, &c->ctx) != 0 ||
+  if (weft_ctx_with_cancel(s->base, &c->ctx, &c->cancel) != 0 ||
       weft_ctx_with_value(c->ctx, &conn_key, &c->info, NULL, &c->vctx) != 0) {
-    weft_ctx_end(c->ctx);
+    weft_ctx_end(c->cancel);
     close(fd);
     free(c);
     return 0;
@@ -367,7 +371,7 @@ static int accept_conn(server *s, int lfd) {
     s->conns = c->next;
     pthread_mutex_unlock(&s->mu);
     weft_ctx_release(c->vctx);
-    weft_ctx_end(c->ctx);
+    weft_ctx_end(c->cancel);
     free(c);
   }
   return 0;
@@ -398,9 +402,10 @@ int main(int argc, char **argv) {
   /* signal.NotifyContext(background, SIGTERM, SIGINT), before any thread starts; a second signal exits. */
   static const int sigs[] = {SIGTERM, SIGINT};
   weft_ctx *named;
-  if (weft_ctx_with_signals(weft_background(), sigs, 2, true, &s.stop) != 0 ||
+  if (weft_ctx_with_signals(weft_background(), sigs, 2, true, &s.stop, &s.stop_cancel) != 0 ||
       weft_ctx_with_value(weft_background(), &server_key, "thinking-server", NULL, &named) != 0 ||
-      weft_ctx_with_cancel(named, &s.base) != 0 || weft_ctx_with_cancel(weft_background(), &s.drained) != 0) {
+      weft_ctx_with_cancel(named, &s.base, &s.base_cancel) != 0 ||
+      weft_ctx_with_cancel(weft_background(), &s.drained, &s.drained_cancel) != 0) {
     fprintf(stderr, "cannot create the server's contexts\n");
     return 1;
   }
@@ -428,14 +433,14 @@ int main(int argc, char **argv) {
   pthread_mutex_lock(&s.mu);
   s.shutting = true;
   int in_flight = s.active;
-  if (s.active == 0) weft_ctx_cancel(s.drained);
+  if (s.active == 0) weft_ctx_cancel(s.drained_cancel);
   pthread_mutex_unlock(&s.mu);
   logf_("shutdown: %s received; not accepting; waiting up to %.1fs for %d connection(s)",
         sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "stop", (double)opt.grace / 1e9, in_flight);
-  if (weft_ctx_wait(s.drained, weft_deadline_in(opt.grace)) == WEFT_ETIMEDOUT) {
+  if (weft_ctx_wait_for(s.drained, opt.grace) == WEFT_ETIMEDOUT) {
     logf_("shutdown: grace period over: cancelling the server context, every handler stops");
-    weft_ctx_cancel_cause(s.base, CAUSE_SHUTDOWN);
-    weft_ctx_wait(s.drained, WEFT_FOREVER);
+    weft_ctx_cancel_cause(s.base_cancel, CAUSE_SHUTDOWN);
+    weft_ctx_wait_until(s.drained, WEFT_FOREVER);
   } else {
     logf_("shutdown: every in-flight request finished within the grace period");
   }
@@ -443,12 +448,12 @@ int main(int argc, char **argv) {
     next = c->next;
     pthread_join(c->thread, NULL);
     weft_ctx_release(c->vctx);
-    weft_ctx_end(c->ctx);
+    weft_ctx_end(c->cancel);
     free(c);
   }
-  weft_ctx_end(s.base);
-  weft_ctx_end(s.drained);
-  weft_ctx_end(s.stop);
+  weft_ctx_end(s.base_cancel);
+  weft_ctx_end(s.drained_cancel);
+  weft_ctx_end(s.stop_cancel);
   pthread_mutex_destroy(&s.mu);
   logf_("stopped: %d answered 200, %d abandoned by their client, %d stopped by shutdown; live contexts %zu",
         atomic_load(&s.served), atomic_load(&s.canceled), atomic_load(&s.stopped), weft_ctx_live_count());

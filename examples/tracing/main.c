@@ -112,7 +112,9 @@ static int inventory_main(void) {
   int64_t t0 = weft_now();
   /* Rebuild the caller's context here: its deadline (as time left) and its values. */
   weft_ctx *dl, *rctx, *ctx;
-  if (weft_ctx_with_timeout(weft_background(), left >= 0 ? WEFT_MS(left) : WEFT_FOREVER, &dl) != 0) return 1;
+  weft_cancel *dl_cancel;
+  if (weft_ctx_with_timeout(weft_background(), left >= 0 ? WEFT_MS(left) : WEFT_FOREVER, &dl, &dl_cancel) != 0)
+    return 1;
   if (with_request_id(dl, rid, &rctx) != 0) return 1;
   span remote = {.id = parent_span};
   memcpy(remote.trace_id, trace, sizeof remote.trace_id);
@@ -128,7 +130,7 @@ static int inventory_main(void) {
   fflush(stdout);
   weft_ctx_release(ctx);
   weft_ctx_release(rctx);
-  weft_ctx_end(dl);
+  weft_ctx_end(dl_cancel);
   return 0;
 }
 
@@ -246,8 +248,9 @@ int main(int argc, char **argv) {
   int ok = 1;
   printf("tracing: request r-7f3a with a 1500 ms deadline%s\n", scale > 1 ? " (--fast: durations / 3; the times printed are real)" : "");
   weft_ctx *dl, *rctx, *root;
-  if (weft_ctx_with_timeout(weft_background(), ms(1500), &dl) != 0 || with_request_id(dl, "r-7f3a", &rctx) != 0 ||
-      start_span(rctx, "handle-order", NULL, &root) != 0)
+  weft_cancel *dl_cancel;
+  if (weft_ctx_with_timeout(weft_background(), ms(1500), &dl, &dl_cancel) != 0 ||
+      with_request_id(dl, "r-7f3a", &rctx) != 0 || start_span(rctx, "handle-order", NULL, &root) != 0)
     return 1;
   logf_ctx(root, "handling the request");
   {
@@ -277,7 +280,7 @@ int main(int argc, char **argv) {
       r2.sent_left <= 0 || r2.elapsed < r2.sent_left || r2.elapsed > r2.sent_left + 1000)
     ok = 0, printf("UNEXPECTED: the child should stop at its rebuilt deadline\n");
   /* If the answer won that race, the request's deadline is at most a millisecond away. */
-  weft_ctx_wait(root, weft_deadline_in(WEFT_SEC(2)));
+  weft_ctx_wait_for(root, WEFT_SEC(2));
   logf_ctx(root, weft_ctx_err(root) ? "the request's deadline has passed" : "still live?");
   if (weft_ctx_err(root) != WEFT_EDEADLINE) ok = 0;
 
@@ -291,7 +294,7 @@ int main(int argc, char **argv) {
   }
   weft_ctx_release(root);
   weft_ctx_release(rctx);
-  weft_ctx_end(dl);
+  weft_ctx_end(dl_cancel);
   printf("live contexts at the end: %zu\n", weft_ctx_live_count());
   if (weft_ctx_live_count() != 0) ok = 0;
   printf("%s\n", ok ? "OK: ids and deadline crossed the process boundary; the child stopped at the rebuilt "
