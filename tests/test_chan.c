@@ -9,13 +9,6 @@
 
 CHAN_TEST_SANITIZER_OPTIONS
 
-static weft_chan *mk(size_t esize, size_t cap) {
-  weft_chan *ch = NULL;
-  cr_assert_eq(weft_chan_create(esize, cap, &ch), 0);
-  cr_assert_not_null(ch);
-  return ch;
-}
-
 /* ---- creation and bad input --------------------------------------------------------------------- */
 
 WEFT_TEST(chan, create_einval) {

@@ -5,12 +5,6 @@
 
 #include "chan_test_util.h"
 
-static weft_chan *mk(size_t esize, size_t cap) {
-  weft_chan *ch = NULL;
-  cr_assert_eq(weft_chan_create(esize, cap, &ch), 0);
-  return ch;
-}
-
 WEFT_TEST(select, einval) {
   weft_chan *ch = mk(sizeof(int), 1);
   weft_select_case c[2] = {WEFT_RECV_CASE(ch, NULL), WEFT_SEND_CASE(ch, NULL)};

@@ -6,12 +6,6 @@
 #include "chan_test_util.h"
 #include "testing.h"
 
-static weft_chan *mk(size_t esize, size_t cap) {
-  weft_chan *ch = NULL;
-  cr_assert_eq(weft_chan_create(esize, cap, &ch), 0);
-  return ch;
-}
-
 WEFT_TEST(timer, after_fires_once_not_early) {
   int64_t start = weft_now();
   weft_chan *t;

@@ -7,6 +7,14 @@
 
 #include "weft_test.h"
 
+/* A channel the test needs (creation is asserted). */
+static inline weft_chan *mk(size_t esize, size_t cap) {
+  weft_chan *ch = NULL;
+  cr_assert_eq(weft_chan_create(esize, cap, &ch), 0);
+  cr_assert_not_null(ch);
+  return ch;
+}
+
 /* Huge allocations must fail with NULL (WEFT_ENOMEM), not abort, under the sanitizers' allocators. */
 #define CHAN_TEST_SANITIZER_OPTIONS                                                               \
   const char *__asan_default_options(void);                                                       \
