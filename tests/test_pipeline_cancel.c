@@ -82,18 +82,30 @@ static int sink_track(weft_ctx *ctx, const void *item, void *arg) {
   return 0;
 }
 
-/* source -> pass (workers) -> fail_at (workers, ordered?) -> sink */
-static env *make(size_t workers, bool ordered, size_t cap) {
+/* A test's environment: a tracker of every item and an empty pipeline. */
+static env *env_new(void) {
   env *e = calloc(1, sizeof *e);
   e->t = tracker_new(1u << 22);
   e->limit = (1u << 22) - 1;
   e->fail_at = UINT32_MAX;
   cr_assert_eq(weft_pipeline_create(NULL, &e->p), 0);
+  return e;
+}
+
+/* The options of a source of tracked pointer items. */
+static weft_stage_opts tracked_source(env *e, size_t cap) {
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
   o.item_size = sizeof(titem *);
   o.discard = ti_release;
   o.discard_arg = e->t;
   o.out_capacity = cap;
+  return o;
+}
+
+/* source -> pass (workers) -> fail_at (workers, ordered?) -> sink */
+static env *make(size_t workers, bool ordered, size_t cap) {
+  env *e = env_new();
+  weft_stage_opts o = tracked_source(e, cap);
   cr_assert_eq(weft_pipeline_source(e->p, &o, src_endless, e), 0);
   o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
   o.workers = workers;
@@ -167,14 +179,9 @@ static int src_fails(weft_ctx *ctx, weft_emitter *em, void *arg) {
 
 WEFT_TEST(pipeline_cancel, error_in_source_and_in_sink) {
   /* a source that fails after 1000 items */
-  env *e = make(2, false, 64);
+  env *e = env_new();
   e->limit = 1000;
-  weft_pipeline_destroy(e->p);
-  cr_assert_eq(weft_pipeline_create(NULL, &e->p), 0);
-  weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
-  o.item_size = sizeof(titem *);
-  o.discard = ti_release;
-  o.discard_arg = e->t;
+  weft_stage_opts o = tracked_source(e, 256);
   cr_assert_eq(weft_pipeline_source(e->p, &o, src_fails, e), 0);
   cr_assert_eq(weft_pipeline_sink(e->p, NULL, sink_track, e), 0);
   weft_pipeline_report rep;
@@ -261,14 +268,8 @@ static int sink_block(weft_ctx *ctx, const void *item, void *arg) {
 }
 
 WEFT_TEST(pipeline_cancel, external_cancel_wakes_blocked_workers) {
-  env *e = make(3, true, 64);
-  weft_pipeline_destroy(e->p);
-  cr_assert_eq(weft_pipeline_create(NULL, &e->p), 0);
-  weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
-  o.item_size = sizeof(titem *);
-  o.discard = ti_release;
-  o.discard_arg = e->t;
-  o.out_capacity = 64;
+  env *e = env_new();
+  weft_stage_opts o = tracked_source(e, 64);
   cr_assert_eq(weft_pipeline_source(e->p, &o, src_endless, e), 0);
   o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
   o.workers = 3;
