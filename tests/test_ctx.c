@@ -655,3 +655,13 @@ WEFT_TEST(ctx, leak_report_names_unreleased_contexts) {
   cr_assert_eq(weft_ctx_leak_report(stderr), 0);
   weft__leaks_enable(false);
 }
+
+WEFT_TEST(ctx, signal_context_refuses_huge_counts) {
+  static const int sigs[2] = {SIGUSR1, SIGUSR2};
+  weft_ctx *c = (weft_ctx *)1;
+  weft_cancel *k = (weft_cancel *)1;
+  cr_assert_eq(weft_ctx_with_signals(weft_background(), sigs, SIZE_MAX, false, &c, &k), WEFT_EINVAL);
+  cr_assert_null(c);
+  cr_assert_null(k);
+  cr_assert_eq(weft_ctx_with_signals(weft_background(), sigs, 66, false, &c, &k), WEFT_EINVAL);
+}

@@ -128,3 +128,10 @@ WEFT_TEST(group, limit_never_exceeded_and_try_go_full) {
   cr_assert_eq(weft_group_go(NULL, limited, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_group_create(NULL, 0, NULL), WEFT_EINVAL);
 }
+
+WEFT_TEST(group, huge_limit_is_refused) {
+  weft_group *g = (weft_group *)1;
+  cr_assert_eq(weft_group_create(NULL, SIZE_MAX, &g), WEFT_EINVAL);
+  cr_assert_null(g);
+  cr_assert_eq(weft_group_create(NULL, (size_t)INT64_MAX + 1, &g), WEFT_EINVAL);
+}

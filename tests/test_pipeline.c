@@ -574,3 +574,45 @@ WEFT_TEST(pipeline, bound_counts_capacities_bursts_and_windows) {
   cr_assert_eq(weft_pipeline_bound(p), 100 + 50 + 70 + 3 * 60 + 5 * 10 + 10);
   weft_pipeline_destroy(p);
 }
+
+/* Sizes from users are range-checked: an out_capacity of SIZE_MAX wrapped to 0 when rounded up to whole
+ * bursts. */
+WEFT_TEST(pipeline, huge_sizes_are_refused) {
+  weft_pipeline *p;
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
+  static const size_t bad[] = {((size_t)1 << 30) + 1, SIZE_MAX / 2, SIZE_MAX - 1, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+    o.item_size = sizeof(int64_t);
+    o.out_capacity = bad[i];
+    cr_assert_eq(weft_pipeline_source(p, &o, NULL, NULL), WEFT_EINVAL);
+    cr_assert_eq(weft_pipeline_source(p, &o, (weft_source_fn)1, NULL), WEFT_EINVAL, "out_capacity %zu", bad[i]);
+    o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
+    o.item_size = bad[i];
+    cr_assert_eq(weft_pipeline_source(p, &o, (weft_source_fn)1, NULL), WEFT_EINVAL, "item_size %zu", bad[i]);
+    o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
+    o.item_size = sizeof(int64_t);
+    o.burst = bad[i];
+    cr_assert_eq(weft_pipeline_source(p, &o, (weft_source_fn)1, NULL), WEFT_EINVAL, "burst %zu", bad[i]);
+    o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
+    o.item_size = sizeof(int64_t);
+    o.workers = bad[i];
+    cr_assert_eq(weft_pipeline_source(p, &o, (weft_source_fn)1, NULL), WEFT_EINVAL, "workers %zu", bad[i]);
+  }
+  weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+  o.item_size = sizeof(int64_t);
+  o.out_capacity = (size_t)1 << 30; /* the largest allowed */
+  cr_assert_eq(weft_pipeline_source(p, &o, (weft_source_fn)1, NULL), 0);
+  static const size_t bad_map[] = {((size_t)1 << 20) + 1, SIZE_MAX};
+  for (size_t i = 0; i < 2; i++) {
+    o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
+    o.ordered = true;
+    o.workers = 2;
+    o.reorder_window = bad_map[i];
+    cr_assert_eq(weft_pipeline_map(p, &o, (weft_map_fn)1, NULL), WEFT_EINVAL, "reorder_window %zu", bad_map[i]);
+    o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
+    o.batch_count = SIZE_MAX - i;
+    cr_assert_eq(weft_pipeline_batch(p, &o, (weft_batch_fn)1, NULL), WEFT_EINVAL, "batch_count");
+  }
+  weft_pipeline_destroy(p);
+}

@@ -366,3 +366,57 @@ WEFT_TEST(pool, several_pools_at_once) {
     cr_assert_eq(rep.completed, 2000);
   }
 }
+
+/* The queue holds exactly queue_cap jobs, whatever the worker count (it was rounded up to a multiple of
+ * the workers). Both workers are held in a job, so nothing is claimed while the queue fills. */
+static _Atomic int held_running, held_open;
+static int holding_job(weft_ctx *ctx, void *arg) {
+  atomic_fetch_add(&held_running, 1);
+  while (!atomic_load(&held_open)) usleep(200);
+  return 0;
+}
+
+WEFT_TEST(pool, queue_capacity_is_exactly_what_was_asked) {
+  static const size_t caps[] = {1, 2, 3, 5, 7, 33};
+  for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+    atomic_store(&held_running, 0);
+    atomic_store(&held_open, 0);
+    weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+    o.workers = 2;
+    o.queue_cap = caps[c];
+    weft_pool *p;
+    cr_assert_eq(weft_pool_create(&o, &p), 0);
+    cr_assert_eq(weft_pool_capacity(p), caps[c]);
+    for (int i = 0; i < 2; i++) {
+      cr_assert_eq(weft_pool_submit(p, NULL, holding_job, NULL), 0);
+      while (atomic_load(&held_running) != i + 1) usleep(200); /* one at a time: each worker takes one */
+    }
+    size_t accepted = 0;
+    while (weft_pool_try_submit(p, noop_job, NULL) == 0) accepted++;
+    cr_assert_eq(accepted, caps[c], "queue_cap %zu: %zu jobs queued", caps[c], accepted);
+    atomic_store(&held_open, 1);
+    weft_pool_report rep;
+    cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), 0);
+    cr_assert_eq(rep.completed, caps[c] + 2);
+    weft_pool_destroy(p, NULL);
+  }
+}
+
+/* Sizes from users are range-checked: no wrap, no endless loop, no pool of capacity 0. */
+WEFT_TEST(pool, huge_sizes_are_refused) {
+  static const size_t bad[] = {((size_t)1 << 30) + 1, (size_t)1 << 60, ((size_t)1 << 62) + 1,
+                               ((size_t)1 << 63) + 5, SIZE_MAX};
+  for (size_t w = 1; w <= 3; w++)
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+      o.workers = w;
+      o.queue_cap = bad[i];
+      weft_pool *p = (weft_pool *)1;
+      cr_assert_eq(weft_pool_create(&o, &p), WEFT_EINVAL, "queue_cap %zu, %zu workers", bad[i], w);
+      cr_assert_null(p);
+    }
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = SIZE_MAX;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), WEFT_EINVAL);
+}

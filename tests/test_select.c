@@ -263,3 +263,11 @@ WEFT_TEST(select, many_cases_and_discarding_receive) {
   for (int i = 0; i < N; i++) weft_chan_destroy(ch[i]);
   weft_chan_destroy(buf);
 }
+
+WEFT_TEST(select, huge_case_counts_are_refused) {
+  weft_select_case c = WEFT_RECV_CASE(NULL, NULL);
+  cr_assert_eq(weft_try_select(&c, ((size_t)1 << 24) + 1), WEFT_EINVAL);
+  cr_assert_eq(weft_try_select(&c, SIZE_MAX), WEFT_EINVAL);
+  cr_assert_eq(weft_select_until(&c, SIZE_MAX, WEFT_NOWAIT), WEFT_EINVAL);
+  cr_assert_eq(weft_select(NULL, &c, SIZE_MAX / sizeof(weft_select_case) + 1), WEFT_EINVAL);
+}

@@ -129,8 +129,8 @@ typedef struct weft_select_case {
  * makes its case ready, as in Go). Among several ready cases one is chosen at random, so an always-ready
  * case cannot starve another. Elements of the cases that did not fire are untouched (not sent, buffers not
  * written). Returns WEFT_ECANCELED / WEFT_EDEADLINE when ctx ends first (also when done on entry);
- * WEFT_EINVAL (cases NULL with n > 0, a bad op, a send case with a NULL elem); WEFT_ENOMEM (n > 16 needs
- * a small allocation). With no enabled case it waits for ctx alone. Thread safety: any thread; the same
+ * WEFT_EINVAL (cases NULL with n > 0, n over 2^24, a bad op, a send case with a NULL elem); WEFT_ENOMEM
+ * (n > 16 needs a small allocation). With no enabled case it waits for ctx alone. Thread safety: any thread; the same
  * channel may appear in several cases. */
 WEFT_API int weft_select(weft_ctx *ctx, weft_select_case *cases, size_t n);
 /* As weft_select() without a context, giving up at `deadline` with WEFT_ETIMEDOUT. */

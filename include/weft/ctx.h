@@ -197,7 +197,8 @@ WEFT_API int weft_cause_signal(int cause);
  * call of yours interrupted by the handler may return EINTR where SA_RESTART does not apply (poll,
  * nanosleep, ...). If `force_exit_on_second` is true, the same signal arriving again after the context
  * was cancelled exits the process at once with status 128+signo (from the handler, with _exit). SIGKILL,
- * SIGSTOP and the synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) are refused. Returns 0,
+ * SIGSTOP and the synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) are refused, and so is an n larger
+ * than the number of signals. Returns 0,
  * WEFT_EINVAL, WEFT_ENOMEM, WEFT_ESYS. */
 WEFT_API int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool force_exit_on_second,
                                    weft_ctx **out, weft_cancel **cancel);

@@ -24,7 +24,7 @@ typedef struct weft_group weft_group;
 
 /* Creates a group whose context derives from `parent` (NULL = weft_background()) and is cancelled by the
  * first function returning non-zero (and by weft_group_wait). `limit` bounds how many functions run at
- * once (0 = no limit). Returns 0, WEFT_EINVAL (NULL out), WEFT_ENOMEM. */
+ * once (0 = no limit). Returns 0, WEFT_EINVAL (NULL out, limit over INT64_MAX), WEFT_ENOMEM. */
 WEFT_API int weft_group_create(weft_ctx *parent, size_t limit, weft_group **out);
 
 /* The group's context (borrowed; valid until weft_group_destroy). Pass it to what the functions call. */

@@ -44,8 +44,8 @@ typedef struct weft_future weft_future;
 
 typedef struct weft_pool_opts {
   size_t workers;      /* worker threads; 0 = the number of online CPUs. More than 1024: WEFT_EINVAL */
-  size_t queue_cap;    /* jobs queued (not yet started) at most, in all: exactly this many; 0 is invalid
-                        * (WEFT_EINVAL) */
+  size_t queue_cap;    /* jobs queued (not yet started) at most, in all: exactly this many (jobs a worker
+                        * has claimed but not started are not queued); 1 .. 2^30, else WEFT_EINVAL */
   weft_ctx *parent;    /* the pool's context derives from it (NULL = weft_background()); the pool holds a
                         * reference. Once it is done, jobs that have not started are discarded. */
   int64_t job_timeout; /* default per-job timeout, counted from the job's start; WEFT_FOREVER = none */
@@ -61,15 +61,14 @@ typedef struct weft_pool_opts {
 #define WEFT_POOL_OPTS_INIT {0, WEFT_POOL_DEFAULT_QUEUE, NULL, WEFT_FOREVER, NULL, NULL, WEFT_MS(100)}
 
 /* Creates a pool and starts its workers. `opts` NULL means WEFT_POOL_OPTS_INIT. Returns 0 and stores the
- * pool in *out; WEFT_EINVAL (NULL out, queue_cap 0, workers > 1024, job_timeout <= 0, settle < 0),
- * WEFT_ENOMEM,
- * WEFT_ESYS (a thread could not be started); on error *out is NULL and nothing is left running. */
+ * pool in *out; WEFT_EINVAL (NULL out, queue_cap 0 or over 2^30, workers > 1024, job_timeout <= 0,
+ * settle < 0), WEFT_ENOMEM, WEFT_ESYS (a thread could not be started); on error *out is NULL and nothing is left running. */
 WEFT_API int weft_pool_create(const weft_pool_opts *opts, weft_pool **out);
 
 /* The pool's context (borrowed: valid until weft_pool_destroy). Cancelled by shutdown; a job's context is
  * this one or a descendant. NULL for a NULL pool. */
 WEFT_API weft_ctx *weft_pool_ctx(weft_pool *p);
-/* Worker count and total queue capacity. 0 for NULL. */
+/* Worker count and total queue capacity (opts.queue_cap, exactly). 0 for NULL. */
 WEFT_API size_t weft_pool_workers(const weft_pool *p);
 WEFT_API size_t weft_pool_capacity(const weft_pool *p);
 

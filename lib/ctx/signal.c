@@ -103,7 +103,8 @@ int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool forc
   static const int dflt[] = {SIGINT, SIGTERM};
   if (out) *out = NULL;
   if (cancel) *cancel = NULL;
-  if (parent == NULL || out == NULL || cancel == NULL || (n > 0 && sigs == NULL)) return WEFT_EINVAL;
+  if (parent == NULL || out == NULL || cancel == NULL || (n > 0 && sigs == NULL) || n > NSIG_MAX)
+    return WEFT_EINVAL;
   if (n == 0) {
     sigs = dflt;
     n = 2;

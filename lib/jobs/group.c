@@ -32,6 +32,7 @@ struct weft_group {
 int weft_group_create(weft_ctx *parent, size_t limit, weft_group **out) {
   if (out == NULL) return WEFT_EINVAL;
   *out = NULL;
+  if (limit > (size_t)INT64_MAX) return WEFT_EINVAL;
   weft_group *g = calloc(1, sizeof *g);
   if (g == NULL) return WEFT_ENOMEM;
   int rc = weft_ctx_with_cancel(parent ? parent : weft_background(), &g->ctx, &g->cancel);

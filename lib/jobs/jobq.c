@@ -168,12 +168,14 @@ int weft__jobq_create(weft__jobq **out, unsigned nlanes, size_t cap) {
   q->lanes = aligned_alloc(CL, sizeof(lane) * nlanes);
   if (q->lanes == NULL) goto fail1;
   memset(q->lanes, 0, sizeof(lane) * nlanes);
-  uint64_t per = (cap + nlanes - 1) / nlanes, sz = 2;
-  while (sz < per) sz <<= 1;
-  q->cap = (size_t)(per * nlanes);
+  /* Exactly cap in all: the first cap % nlanes lanes hold one more than the others (a lane of capacity 0
+   * is never pushed to; its worker steals). */
+  uint64_t base = cap / nlanes, extra = cap % nlanes, sz = 2;
+  while (sz < base + (extra != 0)) sz <<= 1;
+  q->cap = cap;
   for (unsigned i = 0; i < nlanes; i++) {
     lane *l = &q->lanes[i];
-    l->cap = l->ccap = per;
+    l->cap = l->ccap = base + (i < extra);
     l->pmask = l->cmask = sz - 1;
     l->pfd = sz >= 4 * PREFETCH_AHEAD ? PREFETCH_AHEAD : sz / 4;
     l->state = LANE_SPINNING;

@@ -55,7 +55,7 @@ int weft_pipeline_destroy(weft_pipeline *p) {
 static int check(const weft_pipeline *p, int kind, const weft_stage_opts *o) {
   if (o->workers == 0 || o->workers > 4096) return WEFT_EINVAL;
   if (o->item_size > ((size_t)1 << 30) || o->burst > ((size_t)1 << 20)) return WEFT_EINVAL;
-  if (kind != WEFT_STAGE_SINK && o->out_capacity == 0) return WEFT_EINVAL;
+  if (kind != WEFT_STAGE_SINK && (o->out_capacity == 0 || o->out_capacity > ((size_t)1 << 30))) return WEFT_EINVAL;
   if (o->ordered) {
     if (kind != WEFT_STAGE_MAP && kind != WEFT_STAGE_FILTER && kind != WEFT_STAGE_FLAT_MAP) return WEFT_EINVAL;
     if (o->reorder_window == 0 || o->reorder_window > ((size_t)1 << 20)) return WEFT_EINVAL;
