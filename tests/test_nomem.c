@@ -16,8 +16,17 @@ void *__real_aligned_alloc(size_t a, size_t n);
 
 static _Atomic long budget = -1; /* < 0: unlimited; otherwise allocations left before they fail */
 static _Atomic long failures;
+static _Atomic long only_one = -1; /* >= 0: allocations left before the one that fails (the others pass) */
 
 static bool allow(void) {
+  long o = atomic_load(&only_one);
+  while (o >= 0) {
+    if (atomic_compare_exchange_weak(&only_one, &o, o - 1)) {
+      if (o != 0) return true;
+      atomic_fetch_add(&failures, 1);
+      return false;
+    }
+  }
   long b = atomic_load(&budget);
   while (b >= 0) {
     if (b == 0) {
@@ -37,7 +46,16 @@ static void arm(long k) {
   atomic_store(&failures, 0);
   atomic_store(&budget, k);
 }
-static void disarm(void) { atomic_store(&budget, -1); }
+/* Fails the k-th allocation alone: the calls after a failed one still get memory, as in a real shortage
+ * that comes and goes, which reaches cleanup paths a failure of everything from k on does not. */
+static void arm_one(long k) {
+  atomic_store(&failures, 0);
+  atomic_store(&only_one, k);
+}
+static void disarm(void) {
+  atomic_store(&budget, -1);
+  atomic_store(&only_one, -1);
+}
 
 #define SWEEP_MAX 400
 
@@ -210,5 +228,36 @@ WEFT_TEST(nomem, pipelines) {
     if (rc == 0) break;
   }
   cr_assert_lt(k, SWEEP_MAX);
+  cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
+/* Each allocation of a run fails alone in turn (the edge array's failure crashed: the cleanup walked a
+ * NULL array). The run returns WEFT_ENOMEM or, if the failure hit a place with a fallback, the right sum. */
+WEFT_TEST(nomem, pipeline_run_each_allocation_alone) {
+  long k;
+  for (k = 0; k < SWEEP_MAX; k++) {
+    weft_pipeline *p = NULL;
+    int64_t total = 0;
+    cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
+    weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+    o.item_size = sizeof(int64_t);
+    cr_assert_eq(weft_pipeline_source(p, &o, src, NULL), 0);
+    weft_stage_opts m = WEFT_STAGE_OPTS_INIT;
+    m.workers = 2;
+    m.ordered = true;
+    cr_assert_eq(weft_pipeline_map(p, &m, sq, NULL), 0);
+    cr_assert_eq(weft_pipeline_sink(p, NULL, sum, &total), 0);
+    weft_pipeline_report rep;
+    arm_one(k);
+    int rc = weft_pipeline_run(p, NULL, &rep);
+    long failed = atomic_load(&failures);
+    disarm();
+    cr_assert(rc == 0 || rc == WEFT_ENOMEM, "k=%ld: %d (%s)", k, rc, weft_strerror(rc));
+    if (rc == 0) cr_assert_eq(total, 338350, "k=%ld: the right sum once it runs", k);
+    cr_assert_eq(weft_pipeline_destroy(p), 0);
+    if (failed == 0) break; /* the run made fewer than k + 1 allocations: every one has failed once */
+  }
+  cr_assert_lt(k, SWEEP_MAX);
+  cr_assert_gt(k, 3, "the run allocates");
   cr_assert_eq(weft_ctx_live_count(), 0);
 }
