@@ -57,6 +57,12 @@ static tcache *idle_caches; /* caches of exited threads, reused by new threads *
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static _Thread_local tcache *my_cache;
+static _Atomic uint64_t cacheless_frees; /* frees by threads that could not get a cache */
+
+/* WEFT_DEBUG_REFS=1 in the environment, read once before the first context is allocated or freed: a freed
+ * context is poisoned and quarantined (never reused), so a second release of it always finds it freed.
+ * Without it a slot is reused at once, and a late second release hits whoever owns the slot next. */
+static bool debug_refs;
 
 static void cache_flush(void *p) {
   tcache *tc = p;
@@ -73,7 +79,11 @@ static void cache_flush(void *p) {
   idle_caches = tc;
   pthread_mutex_unlock(&pool_mu);
 }
-static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0); }
+static void cache_key_init(void) {
+  WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0);
+  const char *s = getenv("WEFT_DEBUG_REFS");
+  debug_refs = s != NULL && strcmp(s, "1") == 0;
+}
 
 static tcache *cache_self(void) {
   if (WEFT__LIKELY(my_cache != NULL)) return my_cache;
@@ -124,10 +134,28 @@ static weft_ctx *ctx_alloc(void) {
   return c;
 }
 
+/* WEFT_DEBUG_REFS: c keeps only what tells a late use that it is gone (kind FREED, refs 0; its old kind in
+ * `spare` for the report); the links are poisoned so that a use of them faults. The lock and the wake word
+ * are left alone: a late futex wake on them is allowed (ctx_impl.h). */
+static void ctx_quarantine(weft_ctx *c, uint8_t kind) {
+  c->spare = kind;
+  c->cause = (int32_t)0xdbdbdbdb;
+  c->heap_idx = 0xdbdbdbdbu;
+  memset(&c->parent, 0xdb, sizeof c->parent);
+  memset(&c->ext, 0xdb, sizeof c->ext);
+  memset(&c->u, 0xdb, sizeof c->u);
+}
+
 static void ctx_free(weft_ctx *c) {
+  uint8_t kind = c->kind;
   c->kind = WEFT__K_FREED;
   tcache *tc = cache_self();
   if (WEFT__UNLIKELY(tc == NULL)) { /* no cache for this thread: give it straight to the shared list */
+    atomic_fetch_add_explicit(&cacheless_frees, 1, memory_order_relaxed);
+    if (WEFT__UNLIKELY(debug_refs)) {
+      ctx_quarantine(c, kind);
+      return;
+    }
     pthread_mutex_lock(&pool_mu);
     c->u.c.next = pool_free;
     pool_free = c;
@@ -136,6 +164,10 @@ static void ctx_free(weft_ctx *c) {
   }
   atomic_store_explicit(&tc->frees, atomic_load_explicit(&tc->frees, memory_order_relaxed) + 1,
                         memory_order_relaxed);
+  if (WEFT__UNLIKELY(debug_refs)) {
+    ctx_quarantine(c, kind);
+    return;
+  }
   c->u.c.next = tc->free;
   tc->free = c;
   if (++tc->n > CACHE_MAX) { /* give half back so memory migrates between threads */
@@ -152,7 +184,7 @@ static void ctx_free(weft_ctx *c) {
 }
 
 size_t weft_ctx_live_count(void) {
-  uint64_t a = 0, f = 0;
+  uint64_t a = 0, f = atomic_load_explicit(&cacheless_frees, memory_order_relaxed);
   pthread_mutex_lock(&pool_mu);
   for (tcache *tc = all_caches; tc; tc = tc->all_next) {
     a += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
@@ -282,13 +314,23 @@ static void ctx_destroy(weft_ctx *c, bool unlinked) {
   }
 }
 
+/* A use of a context already freed: says which call, what the context was and whether WEFT_DEBUG_REFS is
+ * on (with it every such use is caught; without it only those before the slot is reused), then aborts. */
+__attribute__((cold, noreturn)) static void released_twice(const weft_ctx *c, const char *call, int line) {
+  if (debug_refs)
+    fprintf(stderr, "weft: %s on context %p (a %s context), which was already released: double release "
+            "(caught by WEFT_DEBUG_REFS)\n", call, (const void *)c, weft__kind_name(c->spare));
+  else
+    fprintf(stderr, "weft: %s on context %p, which was already released: double release (run with "
+            "WEFT_DEBUG_REFS=1 to catch it even after the memory is reused)\n", call, (const void *)c);
+  weft__panic(__FILE__, line, "a context released more often than it was retained");
+}
+
 void weft_ctx_release(weft_ctx *c) {
   if (c == NULL || (c->flags & WEFT__F_STATIC)) return;
-  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))
-    weft__panic(__FILE__, __LINE__, "weft_ctx_release on a context already released (double release)");
+  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED)) released_twice(c, "weft_ctx_release", __LINE__);
   uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
-  if (WEFT__UNLIKELY(old == 0))
-    weft__panic(__FILE__, __LINE__, "weft_ctx_release on a context already released (double release)");
+  if (WEFT__UNLIKELY(old == 0)) released_twice(c, "weft_ctx_release", __LINE__);
   if (old == 1) ctx_destroy(c, false);
 }
 
@@ -467,10 +509,9 @@ void weft_ctx_end(weft_ctx *c) {
   if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
   bool unlinked = weft__has_cancel(c) && weft__cancel(c, WEFT_ECANCELED, WEFT_ECANCELED, false) &&
                   c->kind != WEFT__K_MULTI && c->kind != WEFT__K_SIGNAL;
-  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))
-    weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED)) released_twice(c, "weft_ctx_end", __LINE__);
   uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
-  if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  if (WEFT__UNLIKELY(old == 0)) released_twice(c, "weft_ctx_end", __LINE__);
   if (old == 1) ctx_destroy(c, unlinked);
 }
 

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "weft_test.h"
 
@@ -207,4 +208,34 @@ WEFT_TEST(nomem, pipelines) {
   }
   cr_assert_lt(k, SWEEP_MAX);
   cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
+/* The callback thread frees the context whose last reference its after-func held; when that thread cannot
+ * get a per-thread cache (its first allocation fails), the free must still be counted. */
+static _Atomic int cb_returned;
+static void cb_nothing(void *arg) { (void)arg; }
+static void cb_mark(void *arg) {
+  (void)arg;
+  atomic_store(&cb_returned, 1);
+}
+
+WEFT_TEST(nomem, callback_thread_without_cache_counts_its_frees) {
+  size_t live = weft_ctx_live_count();
+  weft_ctx *c, *d;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &c), 0);
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &d), 0);
+  cr_assert_eq(weft_ctx_after_func(c, cb_nothing, NULL, NULL), 0); /* starts the callback thread */
+  cr_assert_eq(weft_ctx_after_func(d, cb_mark, NULL, NULL), 0);
+  arm(0); /* cancel, release and the callback thread's work allocate nothing but that thread's cache */
+  weft_ctx_cancel(c);
+  weft_ctx_release(c); /* the registration now holds the last reference */
+  weft_ctx_cancel(d);
+  /* After cb_nothing the callback thread releases c: its first context operation, with no memory for a
+   * cache. Callbacks run in order, so once cb_mark has run, c has been freed. */
+  for (int i = 0; i < 100000 && !atomic_load(&cb_returned); i++) usleep(100);
+  disarm();
+  cr_assert(atomic_load(&cb_returned));
+  cr_assert_geq(atomic_load(&failures), 1, "the callback thread's cache could not be made");
+  weft_ctx_release(d);
+  cr_assert_eq(weft_ctx_live_count(), live, "nothing counted as live forever");
 }

@@ -102,8 +102,12 @@ WEFT_API void weft_ctx_end(weft_ctx *ctx);
 /* Adds a reference and returns ctx (NULL gives NULL). */
 WEFT_API weft_ctx *weft_ctx_retain(weft_ctx *ctx);
 /* Drops a reference; the last one detaches the context from its parent, disarms its timer, runs the value
- * destructor and frees it. NULL is a no-op. Releasing more often than retained is a bug: builds with
- * WEFT_DEBUG_REFS=1 in the environment (and sanitizer builds) report it and abort. */
+ * destructor and frees it. NULL is a no-op. Releasing (or ending) more often than retained is a bug. It is
+ * reported, and the process aborted, as long as the freed context's memory has not been reused for another
+ * context; once it has, the extra release drops a reference of that context's owner. To catch every case,
+ * run with WEFT_DEBUG_REFS=1 in the environment (read once, before the first context is made): released
+ * contexts are then poisoned and never reused — memory grows with every context made — and any later
+ * release, end or retain of one reports it (which call, which context, of what kind) and aborts. */
 WEFT_API void weft_ctx_release(weft_ctx *ctx);
 
 /* ---- state -------------------------------------------------------------------------------------- */
