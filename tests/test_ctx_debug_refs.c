@@ -101,7 +101,7 @@ WEFT_TEST(ctx_debug_refs, report_names_call_context_and_mode) {
     dup2(fds[1], 2);
     setenv("WEFT_DEBUG_REFS", "1", 1);
     weft_ctx *a, *b;
-    if (weft_ctx_with_timeout(weft_background(), WEFT_SEC(60), &a) != 0) _exit(1);
+    if (weft_ctx_with_value(weft_background(), &a, NULL, NULL, &a) != 0) _exit(1);
     weft_ctx_end(a);
     if (weft_ctx_with_cancel(weft_background(), &b) != 0) _exit(1);
     weft_ctx_end(a);
@@ -118,6 +118,6 @@ WEFT_TEST(ctx_debug_refs, report_names_call_context_and_mode) {
   cr_assert_eq(waitpid(pid, &st, 0), pid);
   cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "aborted (status %#x): %s", st, buf);
   cr_assert(strstr(buf, "weft_ctx_end on context 0x") != NULL, "%s", buf);
-  cr_assert(strstr(buf, "a deadline context") != NULL, "%s", buf);
+  cr_assert(strstr(buf, "a value context") != NULL, "%s", buf);
   cr_assert(strstr(buf, "double release (caught by WEFT_DEBUG_REFS)") != NULL, "%s", buf);
 }
