@@ -388,7 +388,6 @@ WEFT_TEST(ctx, bad_input) {
   cr_assert_eq(weft_ctx_fd(NULL), WEFT_EINVAL);
   cr_assert_null(weft_ctx_value(NULL, &key_user));
   cr_assert_eq(weft_ctx_after_func(NULL, count_dtor, NULL, NULL), WEFT_EINVAL);
-  cr_assert_eq(weft_ctx_after_func(weft_background(), count_dtor, NULL, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_ctx_dump(NULL, stderr), WEFT_EINVAL);
   weft_ctx_with_cancel(weft_background(), &c, &c_cancel);
   cr_assert_eq(weft_ctx_cancel_cause(c_cancel, 3), WEFT_EINVAL, "causes are negative");
@@ -510,6 +509,8 @@ WEFT_TEST(ctx, after_func_runs_once_on_runtime_thread) {
   cr_assert_eq(atomic_load(&af_runs), 1, "ran exactly once, the stopped one never");
   cr_assert(!pthread_equal(af_thread, pthread_self()), "not on the cancelling thread");
   cr_assert(!weft_after_stop(h1), "too late to stop");
+  weft_after_free(h1);
+  weft_after_free(h2);
   /* registering on a done context schedules at once */
   cr_assert_eq(weft_ctx_after_func(c, af_fn, &hundred, NULL), 0);
   for (int i = 0; i < 5000 && atomic_load(&af_runs) == 1; i++) weft_ctx_sleep(weft_background(), WEFT_MS(1));
@@ -664,4 +665,116 @@ WEFT_TEST(ctx, signal_context_refuses_huge_counts) {
   cr_assert_null(c);
   cr_assert_null(k);
   cr_assert_eq(weft_ctx_with_signals(weft_background(), sigs, 66, false, &c, &k), WEFT_EINVAL);
+}
+
+/* ---- after-funcs: any context, stop more than once, free ---- */
+
+static _Atomic int marker_ran;
+static void marker_fn(void *arg) {
+  (void)arg;
+  atomic_store(&marker_ran, 1);
+}
+
+/* Waits until every callback queued so far has run: callbacks run one at a time, in order. */
+static void callbacks_drain(void) {
+  weft_ctx *c;
+  weft_cancel *c_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &c, &c_cancel), 0);
+  weft_ctx_cancel(c_cancel);
+  atomic_store(&marker_ran, 0);
+  cr_assert_eq(weft_ctx_after_func(c, marker_fn, NULL, NULL), 0);
+  for (int i = 0; i < 10000 && !atomic_load(&marker_ran); i++) weft_ctx_sleep(weft_background(), WEFT_MS(1));
+  cr_assert(atomic_load(&marker_ran), "the callback thread runs");
+  weft_ctx_release(c);
+}
+
+WEFT_TEST(ctx, after_func_on_never_cancelled_contexts) {
+  int one = 1;
+  atomic_store(&af_runs, 0);
+  size_t live = weft_ctx_live_count();
+  weft_ctx *p, *w, *vb, *vw;
+  weft_cancel *p_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &p, &p_cancel), 0);
+  cr_assert_eq(weft_ctx_without_cancel(p, &w), 0);
+  cr_assert_eq(weft_ctx_with_value(weft_background(), &key_user, NULL, NULL, &vb), 0);
+  cr_assert_eq(weft_ctx_with_value(w, &key_user, NULL, NULL, &vw), 0);
+  weft_ctx *never[] = {weft_background(), weft_todo(), w, vb, vw};
+  weft_after *h[5];
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(weft_ctx_after_func(never[i], af_fn, &one, NULL), 0, "context %d, no handle", i);
+    cr_assert_eq(weft_ctx_after_func(never[i], af_fn, &one, &h[i]), 0, "context %d", i);
+    cr_assert_not_null(h[i]);
+  }
+  weft_ctx_cancel(p_cancel); /* the without-cancel context's parent: no effect on it */
+  callbacks_drain();
+  cr_assert_eq(atomic_load(&af_runs), 0, "never runs");
+  for (int i = 0; i < 5; i++) {
+    cr_assert(weft_after_stop(h[i]), "context %d: the first stop stops it", i);
+    cr_assert(!weft_after_stop(h[i]), "context %d: a second stop reports false", i);
+    weft_after_free(h[i]);
+  }
+  /* freed without a stop: nothing is left behind either (ASan checks) */
+  weft_after *h2;
+  cr_assert_eq(weft_ctx_after_func(vw, af_fn, &one, &h2), 0);
+  weft_after_free(h2);
+  weft_ctx_release(vw);
+  weft_ctx_release(vb);
+  weft_ctx_release(w);
+  weft_ctx_end(p_cancel);
+  cr_assert_eq(weft_ctx_live_count(), live);
+  cr_assert_eq(atomic_load(&af_runs), 0);
+}
+
+WEFT_TEST(ctx, after_stop_twice_before_run) {
+  int one = 1;
+  atomic_store(&af_runs, 0);
+  weft_ctx *c;
+  weft_cancel *c_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &c, &c_cancel), 0);
+  weft_after *h;
+  cr_assert_eq(weft_ctx_after_func(c, af_fn, &one, &h), 0);
+  cr_assert(weft_after_stop(h));
+  cr_assert(!weft_after_stop(h), "only one stop reports true");
+  weft_ctx_cancel(c_cancel);
+  callbacks_drain();
+  cr_assert_eq(atomic_load(&af_runs), 0);
+  cr_assert(!weft_after_stop(h), "still valid, still false");
+  weft_after_free(h);
+  weft_ctx_end(c_cancel);
+  weft_after_free(NULL);
+}
+
+WEFT_TEST(ctx, after_stop_after_run_is_false_twice) {
+  int one = 1;
+  atomic_store(&af_runs, 0);
+  weft_ctx *c;
+  weft_cancel *c_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &c, &c_cancel), 0);
+  weft_after *h;
+  cr_assert_eq(weft_ctx_after_func(c, af_fn, &one, &h), 0);
+  weft_ctx_cancel(c_cancel);
+  callbacks_drain();
+  cr_assert_eq(atomic_load(&af_runs), 1);
+  cr_assert(!weft_after_stop(h));
+  cr_assert(!weft_after_stop(h));
+  weft_after_free(h);
+  weft_ctx_end(c_cancel);
+}
+
+WEFT_TEST(ctx, after_free_does_not_stop) {
+  /* As in Go, dropping the stop function leaves the callback armed. */
+  int one = 1;
+  atomic_store(&af_runs, 0);
+  size_t live = weft_ctx_live_count();
+  weft_ctx *c;
+  weft_cancel *c_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &c, &c_cancel), 0);
+  weft_after *h;
+  cr_assert_eq(weft_ctx_after_func(c, af_fn, &one, &h), 0);
+  weft_after_free(h);
+  weft_ctx_cancel(c_cancel);
+  weft_ctx_release(c);
+  callbacks_drain();
+  cr_assert_eq(atomic_load(&af_runs), 1);
+  cr_assert_eq(weft_ctx_live_count(), live);
 }

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "weft_test.h"
 
@@ -260,4 +261,41 @@ WEFT_TEST(nomem, pipeline_run_each_allocation_alone) {
   cr_assert_lt(k, SWEEP_MAX);
   cr_assert_gt(k, 3, "the run allocates");
   cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
+/* The callback thread frees the context whose last reference its after-func held; when that thread cannot
+ * get a per-thread cache (its first allocation fails), the free must still be counted. */
+static _Atomic int cb_returned;
+static void cb_nothing(void *arg) { (void)arg; }
+static void cb_mark(void *arg) {
+  (void)arg;
+  atomic_store(&cb_returned, 1);
+}
+
+WEFT_TEST(nomem, callback_thread_without_cache_counts_its_frees) {
+  size_t live = weft_ctx_live_count();
+  weft_ctx *p, *c, *d;
+  weft_cancel *p_cancel = NULL;
+  weft_cancel *c_cancel = NULL;
+  weft_cancel *d_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &p, &p_cancel), 0);
+  cr_assert_eq(weft_ctx_with_cancel(p, &c, &c_cancel), 0);
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &d, &d_cancel), 0);
+  cr_assert_eq(weft_ctx_after_func(c, cb_nothing, NULL, NULL), 0); /* starts the callback thread */
+  cr_assert_eq(weft_ctx_after_func(d, cb_mark, NULL, NULL), 0);
+  weft_ctx_release(c); /* the registration now holds c's last reference */
+  arm(0); /* cancel and the callback thread's work allocate nothing but that thread's cache */
+  weft_ctx_cancel(p_cancel);
+  weft_ctx_cancel(d_cancel);
+  /* After cb_nothing the callback thread releases c: its first context operation, with no memory for a
+   * cache. Callbacks run in order, so once cb_mark has run, c has been freed. */
+  for (int i = 0; i < 100000 && !atomic_load(&cb_returned); i++) usleep(100);
+  disarm();
+  cr_assert(atomic_load(&cb_returned));
+  cr_assert_geq(atomic_load(&failures), 1, "the callback thread's cache could not be made");
+  weft_ctx_release(d);
+  weft_ctx_end(p_cancel);
+  /* d's last reference may be the callback thread's, dropped just after cb_mark returned */
+  for (int i = 0; i < 5000 && weft_ctx_live_count() != live; i++) usleep(1000);
+  cr_assert_eq(weft_ctx_live_count(), live, "nothing counted as live forever");
 }

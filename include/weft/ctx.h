@@ -119,8 +119,12 @@ WEFT_API void weft_ctx_end(weft_cancel *cancel);
 /* Adds a reference and returns ctx (NULL gives NULL). */
 WEFT_API weft_ctx *weft_ctx_retain(weft_ctx *ctx);
 /* Drops a reference; the last one detaches the context from its parent, disarms its timer, runs the value
- * destructor and frees it. NULL is a no-op. Releasing more often than retained is a bug: builds with
- * WEFT_DEBUG_REFS=1 in the environment (and sanitizer builds) report it and abort. */
+ * destructor and frees it. NULL is a no-op. Releasing (or ending) more often than retained is a bug. It is
+ * reported, and the process aborted, as long as the freed context's memory has not been reused for another
+ * context; once it has, the extra release drops a reference of that context's owner. To catch every case,
+ * run with WEFT_DEBUG_REFS=1 in the environment (read once, before the first context is made): released
+ * contexts are then poisoned and never reused — memory grows with every context made — and any later
+ * release, end or retain of one reports it (which call, which context, of what kind) and aborts. */
 WEFT_API void weft_ctx_release(weft_ctx *ctx);
 
 /* ---- state -------------------------------------------------------------------------------------- */
@@ -172,14 +176,28 @@ typedef struct weft_after weft_after;
  * thread (one per process, started on first use), never on the cancelling thread and never while a weft
  * lock is held. It may call any weft function, but blocking in it delays the other callbacks. If ctx is
  * already done, fn is scheduled at once. The registration keeps ctx alive until fn has run or been stopped.
- * If `handle` is not NULL it receives a handle that the caller must pass to weft_after_stop() exactly once;
- * with a NULL handle the callback cannot be stopped. Returns 0, WEFT_EINVAL (NULL ctx or fn; a context that
- * can never be cancelled), WEFT_ENOMEM. On error fn is never called. */
+ * Any context is accepted: on one that can never be cancelled (a root, a without-cancel context, a value
+ * context above them) fn never runs and no thread is started, and the handle's first stop returns true.
+ * If `handle` is not NULL it receives a handle owned by the caller, who must free it with weft_after_free()
+ * once done with it (after any weft_after_stop() calls); with a NULL handle the callback cannot be stopped
+ * and nothing is left to free. Returns 0, WEFT_EINVAL (NULL ctx or fn), WEFT_ENOMEM, WEFT_ESYS (the
+ * callback thread could not be started). On error fn is never called and *handle is set to NULL.
+ * Thread safety: any thread. */
 WEFT_API int weft_ctx_after_func(weft_ctx *ctx, void (*fn)(void *arg), void *arg, weft_after **handle);
 
-/* Stops the callback if it has not started and frees the handle. Returns true if this call stopped it
- * (fn will never run), false if fn already ran or is running. NULL returns false. */
+/* Stops the callback if it has not started (Go's stop). Returns true if this call stopped it (fn will never
+ * run and the context reference it held is dropped), false if fn already ran or is running, or if an
+ * earlier stop stopped it: it may be called any number of times, and only one call ever returns true. It
+ * does not wait for a running fn. The handle stays valid until weft_after_free(). NULL returns false.
+ * Thread safety: any thread, concurrently with other stops on the same handle, and from fn itself. */
 WEFT_API bool weft_after_stop(weft_after *handle);
+
+/* Frees the caller's handle. It does not stop the callback (as dropping Go's stop function does not): a
+ * pending fn still runs when the context is done, and the library frees its own part of the registration
+ * once fn has run or been stopped, whichever order the two happen in. Call it exactly once per handle;
+ * the handle must not be used after it. NULL is a no-op. Thread safety: any thread, from fn too, but not
+ * concurrently with a weft_after_stop() on the same handle. */
+WEFT_API void weft_after_free(weft_after *handle);
 
 /* ---- signals ------------------------------------------------------------------------------------ */
 

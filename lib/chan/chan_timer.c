@@ -23,7 +23,7 @@ struct chan_timer {
   weft_chan *ch;
   weft_ctx *armed; /* the deadline context whose after-func is pending; NULL when none */
   weft_cancel *armed_cancel; /* the right to cancel it */
-  weft_after *handle; /* its after-func; whoever takes it (under mu) calls weft_after_stop on it once */
+  weft_after *handle; /* its after-func; whoever takes it (under mu) frees it */
   int64_t next;    /* the deadline armed */
   int64_t period;  /* 0 for a one-shot timer */
   bool stopped;
@@ -56,7 +56,7 @@ static void timer_fire(void *arg) {
   weft_after *h = t->handle;
   t->armed = NULL;
   t->handle = NULL;
-  if (h != NULL) (void)weft_after_stop(h); /* too late to stop (we are running): frees the handle */
+  weft_after_free(h); /* too late to stop (we are running) */
   if (!t->stopped && weft_ctx_err(c) == WEFT_EDEADLINE) {
     int64_t now = weft_now();
     (void)weft_chan_try_send(ch, &now); /* WEFT_EFULL: the last value is unread; drop this one */
@@ -127,7 +127,9 @@ void weft__chan_timer_stop(struct chan_timer *t) {
   t->stopped = true;
   weft_after *h = t->handle;
   t->handle = NULL;
-  if (h != NULL && weft_after_stop(h)) {
+  bool stopped = weft_after_stop(h);
+  weft_after_free(h);
+  if (stopped) {
     weft_ctx_end(t->armed_cancel);
     t->armed = NULL;
     t->armed_cancel = NULL;

@@ -1,9 +1,17 @@
 /* lib/ctx/ctx.c: deriving, cancelling and releasing contexts (design notes in ctx_impl.h).
  *
- * Cancel walks the subtree iteratively (no recursion, so a deep chain cannot overflow the stack): it pops
- * a child off the current node's list, locks it, marks it done and descends, reusing the child's `next`
- * field as the way back up. Multi-parent children found on the way are retained and cancelled after the
- * walk, once every lock is dropped; after-funcs are handed to the callback thread in one batch. */
+ * Nothing here recurses, so no chain of contexts, however deep, can overflow the stack:
+ * - Cancel walks the subtree iteratively: it pops a child off the current node's list, locks it, marks it
+ *   done and descends, reusing the child's `next` field as the way back up. Multi-parent children found on
+ *   the way are retained and their nodes (the cbnodes they registered, now off the parent's list) are
+ *   pushed on one pending list; once every lock is dropped, one loop cancels them, and their own multi
+ *   children join the same list. The list is intrusive, so a cancel allocates nothing and cannot fail.
+ *   After-funcs are handed to the callback thread in one batch at the end.
+ * - The final release frees the context, then drops the references it held (its parent, a multi's other
+ *   parents); a context whose count reaches zero that way is unlinked and put on a to-do list linked
+ *   through a field no longer in use (dlink()), instead of being destroyed by a nested call.
+ * - Value lookup keeps an explicit stack of the multi-parent contexts whose later parents are still to be
+ *   searched (on the C stack while small, then on the heap). */
 #include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -49,6 +57,12 @@ static tcache *idle_caches; /* caches of exited threads, reused by new threads *
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static _Thread_local tcache *my_cache;
+static _Atomic uint64_t cacheless_frees; /* frees by threads that could not get a cache */
+
+/* WEFT_DEBUG_REFS=1 in the environment, read once before the first context is allocated or freed: a freed
+ * context is poisoned and quarantined (never reused), so a second release of it always finds it freed.
+ * Without it a slot is reused at once, and a late second release hits whoever owns the slot next. */
+static bool debug_refs;
 
 static void cache_flush(void *p) {
   tcache *tc = p;
@@ -65,7 +79,11 @@ static void cache_flush(void *p) {
   idle_caches = tc;
   pthread_mutex_unlock(&pool_mu);
 }
-static void cache_key_init(void) { WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0); }
+static void cache_key_init(void) {
+  WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0);
+  const char *s = getenv("WEFT_DEBUG_REFS");
+  debug_refs = s != NULL && strcmp(s, "1") == 0;
+}
 
 static tcache *cache_self(void) {
   if (WEFT__LIKELY(my_cache != NULL)) return my_cache;
@@ -116,10 +134,28 @@ static weft_ctx *ctx_alloc(void) {
   return c;
 }
 
+/* WEFT_DEBUG_REFS: c keeps only what tells a late use that it is gone (kind FREED, refs 0; its old kind in
+ * `spare` for the report); the links are poisoned so that a use of them faults. The lock and the wake word
+ * are left alone: a late futex wake on them is allowed (ctx_impl.h). */
+static void ctx_quarantine(weft_ctx *c, uint8_t kind) {
+  c->spare = kind;
+  c->cause = (int32_t)0xdbdbdbdb;
+  c->heap_idx = 0xdbdbdbdbu;
+  memset(&c->parent, 0xdb, sizeof c->parent);
+  memset(&c->ext, 0xdb, sizeof c->ext);
+  memset(&c->u, 0xdb, sizeof c->u);
+}
+
 static void ctx_free(weft_ctx *c) {
+  uint8_t kind = c->kind;
   c->kind = WEFT__K_FREED;
   tcache *tc = cache_self();
   if (WEFT__UNLIKELY(tc == NULL)) { /* no cache for this thread: give it straight to the shared list */
+    atomic_fetch_add_explicit(&cacheless_frees, 1, memory_order_relaxed);
+    if (WEFT__UNLIKELY(debug_refs)) {
+      ctx_quarantine(c, kind);
+      return;
+    }
     pthread_mutex_lock(&pool_mu);
     c->u.c.next = pool_free;
     pool_free = c;
@@ -128,6 +164,10 @@ static void ctx_free(weft_ctx *c) {
   }
   atomic_store_explicit(&tc->frees, atomic_load_explicit(&tc->frees, memory_order_relaxed) + 1,
                         memory_order_relaxed);
+  if (WEFT__UNLIKELY(debug_refs)) {
+    ctx_quarantine(c, kind);
+    return;
+  }
   c->u.c.next = tc->free;
   tc->free = c;
   if (++tc->n > CACHE_MAX) { /* give half back so memory migrates between threads */
@@ -144,7 +184,7 @@ static void ctx_free(weft_ctx *c) {
 }
 
 size_t weft_ctx_live_count(void) {
-  uint64_t a = 0, f = 0;
+  uint64_t a = 0, f = atomic_load_explicit(&cacheless_frees, memory_order_relaxed);
   pthread_mutex_lock(&pool_mu);
   for (tcache *tc = all_caches; tc; tc = tc->all_next) {
     a += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
@@ -213,48 +253,84 @@ bool weft__try_retain(weft_ctx *c) {
 static void unlink_from_parent(weft_ctx *c);
 static void multi_deregister(weft_ctx *c);
 
-/* Frees c and, iteratively, each ancestor whose last reference c held. `unlinked` says c's own cancel ran
- * to completion in this thread, unlinking c under its parent's lock: no cancel walk can be inside c or
- * reach it any more, so the parent's lock need not be taken again. */
+/* The to-do link of a context whose count reached zero: a cancellable one is off its parent's list by then
+ * (unlinked before it is queued), so its sibling link is free; a value or without-cancel context no longer
+ * needs its `src`. */
+static weft_ctx **dlink(weft_ctx *c) { return weft__has_cancel(c) ? &c->u.c.next : &c->u.v.src; }
+
+/* Drops a reference held by a context being destroyed; queues p on *todo when it was the last. */
+static void drop_held(weft_ctx *p, weft_ctx **todo) {
+  if (p == NULL || (p->flags & WEFT__F_STATIC)) return;
+  uint32_t old = atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel);
+  if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "context reference count underflow");
+  if (old != 1) return;
+  /* Unlink first: taking the parent's lock waits out any cancel walking through p. */
+  if (weft__has_cancel(p)) unlink_from_parent(p);
+  *dlink(p) = *todo;
+  *todo = p;
+}
+
+/* Frees c and, iteratively, each context whose last reference c (or one freed after it) held. `unlinked`
+ * says c's own cancel ran to completion in this thread, unlinking c under its parent's lock: no cancel
+ * walk can be inside c or reach it any more, so the parent's lock need not be taken again. */
 static void ctx_destroy(weft_ctx *c, bool unlinked) {
-  while (c != NULL) {
+  weft_ctx *todo = NULL;
+  for (;;) {
+    if (c == NULL) {
+      if (todo == NULL) return;
+      c = todo;
+      todo = *dlink(c);
+      unlinked = true; /* drop_held() unlinked it */
+    }
     weft_ctx *parent = c->parent;
     if (weft__has_cancel(c)) {
       /* Unlink first: taking the parent's lock waits out any cancel walking through c. */
       if (!unlinked) unlink_from_parent(c);
-      unlinked = false;
       if (c->kind == WEFT__K_DEADLINE && !c->timer_off) weft__timer_disarm(c);
       if (c->kind == WEFT__K_MULTI) multi_deregister(c);
       if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
     } else if (c->kind == WEFT__K_VALUE && c->u.v.dtor) {
       c->u.v.dtor(c->u.v.val);
     }
+    unlinked = false;
     if (WEFT__UNLIKELY(weft__leaks_on)) weft__leak_untrack(c);
     weft__ext *e = c->ext;
+    weft_ctx **extra = NULL; /* a multi's other parents, released once c is freed */
+    uint32_t nextra = 0;
     if (e != NULL) {
       WEFT__ASSERT(e->cbs == NULL); /* pending after-funcs hold a reference */
-      if (e->parents) {
-        for (uint32_t i = 1; i < e->nparents; i++) weft_ctx_release(e->parents[i]);
+      if (e->parents && e->nparents > 1) {
+        extra = e->parents;
+        nextra = e->nparents;
+        e->parents = NULL;
       }
       weft__ext_free(e);
     }
     ctx_free(c);
     c = NULL;
-    if (parent != NULL && !(parent->flags & WEFT__F_STATIC)) {
-      uint32_t old = atomic_fetch_sub_explicit(&parent->refs, 1, memory_order_acq_rel);
-      if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "context reference count underflow");
-      if (old == 1) c = parent;
-    }
+    for (uint32_t i = 1; i < nextra; i++) drop_held(extra[i], &todo);
+    free(extra);
+    drop_held(parent, &todo);
   }
+}
+
+/* A use of a context already freed: says which call, what the context was and whether WEFT_DEBUG_REFS is
+ * on (with it every such use is caught; without it only those before the slot is reused), then aborts. */
+__attribute__((cold, noreturn)) static void released_twice(const weft_ctx *c, const char *call, int line) {
+  if (debug_refs)
+    fprintf(stderr, "weft: %s on context %p (a %s context), which was already released: double release "
+            "(caught by WEFT_DEBUG_REFS)\n", call, (const void *)c, weft__kind_name(c->spare));
+  else
+    fprintf(stderr, "weft: %s on context %p, which was already released: double release (run with "
+            "WEFT_DEBUG_REFS=1 to catch it even after the memory is reused)\n", call, (const void *)c);
+  weft__panic(__FILE__, line, "a context released more often than it was retained");
 }
 
 void weft_ctx_release(weft_ctx *c) {
   if (c == NULL || (c->flags & WEFT__F_STATIC)) return;
-  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))
-    weft__panic(__FILE__, __LINE__, "weft_ctx_release on a context already released (double release)");
+  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED)) released_twice(c, "weft_ctx_release", __LINE__);
   uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
-  if (WEFT__UNLIKELY(old == 0))
-    weft__panic(__FILE__, __LINE__, "weft_ctx_release on a context already released (double release)");
+  if (WEFT__UNLIKELY(old == 0)) released_twice(c, "weft_ctx_release", __LINE__);
   if (old == 1) ctx_destroy(c, false);
 }
 
@@ -352,15 +428,16 @@ static void notify(weft_ctx *c, int err) {
   }
 }
 
-bool weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
-  weft__cbnode *pending = NULL;
+/* Ends root and its cancellation subtree; the multi children and after-funcs met are pushed on *pending.
+ * Returns true when this call ended root. */
+static bool cancel_walk(weft_ctx *root, int err, int cause, bool from_timer, weft__cbnode **pending) {
   weft__lock(root);
   if (atomic_load_explicit(&root->err, memory_order_relaxed) != 0) {
     weft__unlock(root);
     return false;
   }
   if (from_timer && root->cause != 0) cause = root->cause; /* a *_cause deadline */
-  mark_done(root, cause, &pending);
+  mark_done(root, cause, pending);
   /* Depth-first over the cancellation subtree, holding the locks along the path. */
   weft_ctx *cur = root;
   for (;;) {
@@ -372,7 +449,7 @@ bool weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
         weft__unlock(k);
         continue;
       }
-      mark_done(k, cause, &pending);
+      mark_done(k, cause, pending);
       k->u.c.next = cur; /* the way back up */
       cur = k;
       continue;
@@ -388,14 +465,23 @@ bool weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
   weft__unlock(root);
   unlink_from_parent(root);
   if (root->kind == WEFT__K_MULTI) multi_deregister(root);
+  return true;
+}
 
+bool weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
+  weft__cbnode *pending = NULL;
+  bool ended = cancel_walk(root, err, cause, from_timer, &pending);
+  /* Multi-parent children are cancelled here, one after the other, with the cause root was given; theirs
+   * join the same list. */
+  int mcause = cause;
+  if (ended && from_timer && root->cause != 0) mcause = root->cause;
   weft__cbnode *afters = NULL;
   while (pending) {
     weft__cbnode *n = pending;
     pending = n->next;
     if (n->type == WEFT__CB_MULTI) {
       weft_ctx *m = n->owner;
-      weft__cancel(m, err, cause, false);
+      cancel_walk(m, err, mcause, false, &pending);
       weft_ctx_release(m);
     } else {
       n->next = afters;
@@ -403,7 +489,7 @@ bool weft__cancel(weft_ctx *root, int err, int cause, bool from_timer) {
     }
   }
   if (afters) weft__after_fire(afters);
-  return true;
+  return ended;
 }
 
 /* A weft_cancel * is the context's own address under a type that only the cancel calls accept. */
@@ -429,10 +515,9 @@ void weft__ctx_end(weft_ctx *c) {
   if (c->kind == WEFT__K_SIGNAL) weft__signal_forget(c);
   bool unlinked = weft__has_cancel(c) && weft__cancel(c, WEFT_ECANCELED, WEFT_ECANCELED, false) &&
                   c->kind != WEFT__K_MULTI && c->kind != WEFT__K_SIGNAL;
-  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED))
-    weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  if (WEFT__UNLIKELY(c->kind == WEFT__K_FREED)) released_twice(c, "weft_ctx_end", __LINE__);
   uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
-  if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "weft_ctx_end on a context already released");
+  if (WEFT__UNLIKELY(old == 0)) released_twice(c, "weft_ctx_end", __LINE__);
   if (old == 1) ctx_destroy(c, unlinked);
 }
 
@@ -632,22 +717,63 @@ _Atomic uint32_t *weft__ctx_wake_word(const weft_ctx *c) {
   return s->kind == WEFT__K_ROOT ? NULL : &s->wake;
 }
 
+/* A multi-parent context whose parents from `next` on are still to be searched. */
+typedef struct lookup_frame {
+  const weft_ctx *m;
+  uint32_t next;
+} lookup_frame;
+
+#define LOOKUP_INLINE 32
+
 bool weft_ctx_lookup(const weft_ctx *c, const void *key, void **value) {
   if (c == NULL || key == NULL) return false;
-  while (c != NULL) {
-    if (c->kind == WEFT__K_VALUE && c->u.v.key == key) {
-      if (value) *value = c->u.v.val;
-      return true;
+  lookup_frame inline_frames[LOOKUP_INLINE];
+  lookup_frame *st = inline_frames;
+  size_t n = 0, cap = LOOKUP_INLINE;
+  bool found = false;
+  for (;;) {
+    while (c != NULL) {
+      if (c->kind == WEFT__K_VALUE && c->u.v.key == key) {
+        if (value) *value = c->u.v.val;
+        found = true;
+        goto out;
+      }
+      if (c->kind == WEFT__K_MULTI) {
+        const weft__ext *e = c->ext;
+        if (e->nparents > 1) {
+          if (WEFT__UNLIKELY(n == cap)) {
+            lookup_frame *bigger = malloc(2 * cap * sizeof *bigger);
+            if (bigger == NULL) {
+              /* Out of memory: search this context's parents with a nested lookup, which has room on
+               * the C stack for its own frames, rather than give a wrong answer. */
+              for (uint32_t i = 0; i < e->nparents && !found; i++)
+                found = weft_ctx_lookup(e->parents[i], key, value);
+              if (found) goto out;
+              break;
+            }
+            memcpy(bigger, st, n * sizeof *st);
+            if (st != inline_frames) free(st);
+            st = bigger;
+            cap *= 2;
+          }
+          st[n].m = c;
+          st[n].next = 1;
+          n++;
+        }
+        c = e->parents[0]; /* parents in the order given, each one's ancestors before the next parent */
+        continue;
+      }
+      c = c->parent;
     }
-    if (c->kind == WEFT__K_MULTI) {
-      const weft__ext *e = c->ext;
-      for (uint32_t i = 0; i < e->nparents; i++)
-        if (weft_ctx_lookup(e->parents[i], key, value)) return true;
-      return false;
-    }
-    c = c->parent;
+    if (n == 0) break;
+    lookup_frame *f = &st[n - 1];
+    const weft__ext *e = f->m->ext;
+    c = e->parents[f->next++];
+    if (f->next == e->nparents) n--; /* the last parent: nothing left to come back for */
   }
-  return false;
+out:
+  if (st != inline_frames) free(st);
+  return found;
 }
 
 void *weft_ctx_value(const weft_ctx *c, const void *key) {

@@ -3,7 +3,8 @@
  * Design notes (the invariants every ctx file relies on).
  * - Memory. Contexts come from a per-thread slab cache and are never returned to the system: the memory
  *   is type-stable. A thread that touches a context after it was freed (a late futex wake on its wake
- *   word) can only cause a spurious wake-up. Lifetime is still governed by the reference count.
+ *   word) can only cause a spurious wake-up. Lifetime is still governed by the reference count. With
+ *   WEFT_DEBUG_REFS=1 a freed context is poisoned and never handed out again (ctx.c).
  * - Cancellation source. A context either has a cancel of its own (kinds CANCEL, DEADLINE, MULTI, SIGNAL,
  *   and the roots, which simply never fire) or shares the one of an ancestor (VALUE, WITHOUT, whose `src`
  *   points at it; WITHOUT points at the background root). err/cause/deadline/wake word live in the source.

@@ -5,8 +5,11 @@
  *   the callback queue) and the caller's handle. It holds a reference to the context while pending.
  * - Whoever moves `state` away from PENDING owns the context reference: the callback thread (PENDING ->
  *   RUNNING, runs fn, releases) or weft_after_stop (PENDING -> STOPPED, unlinks the node if still on the
- *   context's list, releases). The node itself is freed when both the queue side and the handle are done
- *   with it (`nrefs`).
+ *   context's list, releases). Only one can, so stop may be called any number of times. The node itself
+ *   is freed when both the queue side and the handle (weft_after_free) are done with it (`nrefs`).
+ * - On a context that can never be cancelled there is nothing to register: with no handle the call does
+ *   nothing; with one, the record stands alone (no context, no queue side, no callback thread), only so
+ *   that stop can report true once.
  * - Callbacks run on one callback thread, in the order their contexts were cancelled, never with a weft
  *   lock held. The thread is started on first registration so that cancel never has to start a thread.
  */
@@ -151,7 +154,18 @@ int weft_ctx_after_func(weft_ctx *ctx, void (*fn)(void *), void *arg, weft_after
   if (handle) *handle = NULL;
   if (ctx == NULL || fn == NULL) return WEFT_EINVAL;
   weft_ctx *s = weft__src(ctx);
-  if (s->kind == WEFT__K_ROOT) return WEFT_EINVAL;
+  if (s->kind == WEFT__K_ROOT) { /* never done: fn never runs */
+    if (handle == NULL) return 0;
+    weft_after *a = calloc(1, sizeof *a);
+    if (a == NULL) return WEFT_ENOMEM;
+    a->fn = fn;
+    a->arg = arg;
+    a->node.type = WEFT__CB_AFTER;
+    atomic_store(&a->state, AF_PENDING);
+    atomic_store(&a->nrefs, 1);
+    *handle = a;
+    return 0;
+  }
   int rc = callbacks_start();
   if (rc != 0) return rc;
   weft_after *a = calloc(1, sizeof *a);
@@ -190,7 +204,7 @@ bool weft_after_stop(weft_after *a) {
   if (a == NULL) return false;
   int expect = AF_PENDING;
   bool stopped = atomic_compare_exchange_strong(&a->state, &expect, AF_STOPPED);
-  if (stopped) {
+  if (stopped && a->node.owner != NULL) {
     weft_ctx *s = a->node.owner;
     bool unlinked = false;
     weft__lock(s);
@@ -204,8 +218,11 @@ bool weft_after_stop(weft_after *a) {
     if (unlinked) after_unref(a);
     weft_ctx_release(s);
   }
-  after_unref(a);
   return stopped;
+}
+
+void weft_after_free(weft_after *a) {
+  if (a != NULL) after_unref(a);
 }
 
 void weft__ext_free(weft__ext *e) {

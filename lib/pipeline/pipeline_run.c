@@ -206,6 +206,8 @@ int weft_pipeline_run(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *rep
     if (run->workers[i].started) pthread_join(run->workers[i].th, NULL);
   if (run->waker != NULL && !weft_after_stop(run->waker))
     while (!atomic_load_explicit(&run->waker_done, memory_order_acquire)) sched_yield();
+  weft_after_free(run->waker);
+  run->waker = NULL;
 
   /* The result. */
   pthread_mutex_lock(&p->mu);

@@ -357,6 +357,9 @@ static void stop_signals(app *a) {
     while (!a->first_done) pthread_cond_wait(&a->cv, &a->mu);
   if (a->h2 != NULL && !weft_after_stop(a->h2))
     while (!a->second_done) pthread_cond_wait(&a->cv, &a->mu);
+  weft_after_free(a->h1);
+  weft_after_free(a->h2);
+  a->h1 = a->h2 = NULL;
   pthread_mutex_unlock(&a->mu);
 }
 
