@@ -36,164 +36,6 @@ const char *weft__kind_name(int kind) {
   return (kind >= 0 && kind <= WEFT__K_FREED) ? names[kind] : "?";
 }
 
-/* ---- allocation: per-thread caches over type-stable chunks --------------------------------------- */
-
-#define CACHE_MAX 256
-#define CHUNK_OBJS 1024
-
-typedef struct tcache {
-  weft_ctx *free;          /* singly linked through u.c.next */
-  unsigned n;
-  _Atomic uint64_t allocs; /* written by the owner only; summed by weft_ctx_live_count() */
-  _Atomic uint64_t frees;
-  struct tcache *all_next;
-  struct tcache *idle_next; /* on idle_caches once its thread exited */
-} tcache;
-
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static weft_ctx *pool_free; /* shared overflow list */
-static tcache *all_caches;  /* every cache ever made (never freed: the counters must survive) */
-static tcache *idle_caches; /* caches of exited threads, reused by new threads */
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-static _Thread_local tcache *my_cache;
-static _Atomic uint64_t cacheless_frees; /* frees by threads that could not get a cache */
-
-/* WEFT_DEBUG_REFS=1 in the environment, read once before the first context is allocated or freed: a freed
- * context is poisoned and quarantined (never reused), so a second release of it always finds it freed.
- * Without it a slot is reused at once, and a late second release hits whoever owns the slot next. */
-static bool debug_refs;
-
-static void cache_flush(void *p) {
-  tcache *tc = p;
-  my_cache = NULL; /* runs in the exiting thread: a later use makes (or reuses) a fresh cache */
-  pthread_mutex_lock(&pool_mu);
-  while (tc->free) {
-    weft_ctx *c = tc->free;
-    tc->free = c->u.c.next;
-    c->u.c.next = pool_free;
-    pool_free = c;
-  }
-  tc->n = 0;
-  tc->idle_next = idle_caches;
-  idle_caches = tc;
-  pthread_mutex_unlock(&pool_mu);
-}
-static void cache_key_init(void) {
-  WEFT__ASSERT(pthread_key_create(&cache_key, cache_flush) == 0);
-  const char *s = getenv("WEFT_DEBUG_REFS");
-  debug_refs = s != NULL && strcmp(s, "1") == 0;
-}
-
-static tcache *cache_self(void) {
-  if (WEFT__LIKELY(my_cache != NULL)) return my_cache;
-  pthread_once(&cache_once, cache_key_init);
-  pthread_mutex_lock(&pool_mu);
-  tcache *tc = idle_caches;
-  if (tc != NULL) {
-    idle_caches = tc->idle_next; /* counters are running totals: they carry over */
-  } else if ((tc = calloc(1, sizeof *tc)) != NULL) {
-    tc->all_next = all_caches;
-    all_caches = tc;
-  }
-  pthread_mutex_unlock(&pool_mu);
-  if (tc == NULL) return NULL;
-  my_cache = tc;
-  pthread_setspecific(cache_key, tc);
-  return tc;
-}
-
-static weft_ctx *ctx_alloc(void) {
-  tcache *tc = cache_self();
-  if (WEFT__UNLIKELY(tc == NULL)) return NULL;
-  if (WEFT__UNLIKELY(tc->free == NULL)) {
-    pthread_mutex_lock(&pool_mu);
-    for (int i = 0; i < CACHE_MAX / 2 && pool_free; i++) {
-      weft_ctx *c = pool_free;
-      pool_free = c->u.c.next;
-      c->u.c.next = tc->free;
-      tc->free = c;
-      tc->n++;
-    }
-    pthread_mutex_unlock(&pool_mu);
-    if (tc->free == NULL) {
-      weft_ctx *chunk = malloc(sizeof(weft_ctx) * CHUNK_OBJS);
-      if (chunk == NULL) return NULL;
-      for (int i = CHUNK_OBJS - 1; i >= 0; i--) {
-        chunk[i].u.c.next = tc->free;
-        tc->free = &chunk[i];
-      }
-      tc->n += CHUNK_OBJS;
-    }
-  }
-  weft_ctx *c = tc->free;
-  tc->free = c->u.c.next;
-  tc->n--;
-  atomic_store_explicit(&tc->allocs, atomic_load_explicit(&tc->allocs, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-  return c;
-}
-
-/* WEFT_DEBUG_REFS: c keeps only what tells a late use that it is gone (kind FREED, refs 0; its old kind in
- * `spare` for the report); the links are poisoned so that a use of them faults. The lock and the wake word
- * are left alone: a late futex wake on them is allowed (ctx_impl.h). */
-static void ctx_quarantine(weft_ctx *c, uint8_t kind) {
-  c->spare = kind;
-  c->cause = (int32_t)0xdbdbdbdb;
-  c->heap_idx = 0xdbdbdbdbu;
-  memset(&c->parent, 0xdb, sizeof c->parent);
-  memset(&c->ext, 0xdb, sizeof c->ext);
-  memset(&c->u, 0xdb, sizeof c->u);
-}
-
-static void ctx_free(weft_ctx *c) {
-  uint8_t kind = c->kind;
-  c->kind = WEFT__K_FREED;
-  tcache *tc = cache_self();
-  if (WEFT__UNLIKELY(tc == NULL)) { /* no cache for this thread: give it straight to the shared list */
-    atomic_fetch_add_explicit(&cacheless_frees, 1, memory_order_relaxed);
-    if (WEFT__UNLIKELY(debug_refs)) {
-      ctx_quarantine(c, kind);
-      return;
-    }
-    pthread_mutex_lock(&pool_mu);
-    c->u.c.next = pool_free;
-    pool_free = c;
-    pthread_mutex_unlock(&pool_mu);
-    return;
-  }
-  atomic_store_explicit(&tc->frees, atomic_load_explicit(&tc->frees, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-  if (WEFT__UNLIKELY(debug_refs)) {
-    ctx_quarantine(c, kind);
-    return;
-  }
-  c->u.c.next = tc->free;
-  tc->free = c;
-  if (++tc->n > CACHE_MAX) { /* give half back so memory migrates between threads */
-    pthread_mutex_lock(&pool_mu);
-    while (tc->n > CACHE_MAX / 2) {
-      weft_ctx *x = tc->free;
-      tc->free = x->u.c.next;
-      x->u.c.next = pool_free;
-      pool_free = x;
-      tc->n--;
-    }
-    pthread_mutex_unlock(&pool_mu);
-  }
-}
-
-size_t weft_ctx_live_count(void) {
-  uint64_t a = 0, f = atomic_load_explicit(&cacheless_frees, memory_order_relaxed);
-  pthread_mutex_lock(&pool_mu);
-  for (tcache *tc = all_caches; tc; tc = tc->all_next) {
-    a += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
-    f += atomic_load_explicit(&tc->frees, memory_order_relaxed);
-  }
-  pthread_mutex_unlock(&pool_mu);
-  return a > f ? (size_t)(a - f) : 0;
-}
-
 static uint32_t coarse_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -202,7 +44,7 @@ static uint32_t coarse_ms(void) {
 
 /* A fresh context of `kind` derived from `parent` (retained). */
 static weft_ctx *ctx_new(int kind, weft_ctx *parent, void *creator) {
-  weft_ctx *c = ctx_alloc();
+  weft_ctx *c = weft__ctx_alloc();
   if (c == NULL) return NULL;
   atomic_store_explicit(&c->err, 0, memory_order_relaxed);
   c->cause = 0;
@@ -306,7 +148,7 @@ static void ctx_destroy(weft_ctx *c, bool unlinked) {
       }
       weft__ext_free(e);
     }
-    ctx_free(c);
+    weft__ctx_free(c);
     c = NULL;
     for (uint32_t i = 1; i < nextra; i++) drop_held(extra[i], &todo);
     free(extra);
@@ -317,7 +159,7 @@ static void ctx_destroy(weft_ctx *c, bool unlinked) {
 /* A use of a context already freed: says which call, what the context was and whether WEFT_DEBUG_REFS is
  * on (with it every such use is caught; without it only those before the slot is reused), then aborts. */
 __attribute__((cold, noreturn)) static void released_twice(const weft_ctx *c, const char *call, int line) {
-  if (debug_refs)
+  if (weft__debug_refs)
     fprintf(stderr, "weft: %s on context %p (a %s context), which was already released: double release "
             "(caught by WEFT_DEBUG_REFS)\n", call, (const void *)c, weft__kind_name(c->spare));
   else

@@ -1,10 +1,10 @@
 /* lib/ctx/ctx_impl.h: the context's layout and the internal calls shared by ctx*.c, timer.c and signal.c.
  *
  * Design notes (the invariants every ctx file relies on).
- * - Memory. Contexts come from a per-thread slab cache and are never returned to the system: the memory
+ * - Memory. Contexts come from a per-thread slab cache (ctx_alloc.c) and are never returned to the system: the memory
  *   is type-stable. A thread that touches a context after it was freed (a late futex wake on its wake
  *   word) can only cause a spurious wake-up. Lifetime is still governed by the reference count. With
- *   WEFT_DEBUG_REFS=1 a freed context is poisoned and never handed out again (ctx.c).
+ *   WEFT_DEBUG_REFS=1 a freed context is poisoned and never handed out again (ctx_alloc.c).
  * - Cancellation source. A context either has a cancel of its own (kinds CANCEL, DEADLINE, MULTI, SIGNAL,
  *   and the roots, which simply never fire) or shares the one of an ancestor (VALUE, WITHOUT, whose `src`
  *   points at it; WITHOUT points at the background root). err/cause/deadline/wake word live in the source.
@@ -104,6 +104,9 @@ weft__ext *weft__ext_get(weft_ctx *c); /* under c's lock; NULL when out of memor
 bool weft__cancel(weft_ctx *c, int err, int cause, bool from_timer); /* true: this call ended c */
 bool weft__try_retain(weft_ctx *c);
 const char *weft__kind_name(int kind);
+weft_ctx *weft__ctx_alloc(void);   /* ctx_alloc.c: a context's memory (uninitialised), or NULL */
+void weft__ctx_free(weft_ctx *c);  /* ctx_alloc.c: gives it back (kind set to FREED) */
+extern bool weft__debug_refs;      /* ctx_alloc.c: WEFT_DEBUG_REFS=1 (freed contexts are quarantined) */
 
 /* timer.c */
 int weft__timer_arm(weft_ctx *c);    /* 0 or WEFT_ENOMEM / WEFT_ESYS */
