@@ -1,9 +1,9 @@
 /* lib/ctx/ctx_impl.h: the context's layout and the internal calls shared by ctx*.c, timer.c and signal.c.
  *
  * Design notes (the invariants every ctx file relies on).
- * - Memory. Contexts come from a per-thread slab cache (ctx_alloc.c) and are never returned to the system: the memory
- *   is type-stable. A thread that touches a context after it was freed (a late futex wake on its wake
- *   word) can only cause a spurious wake-up. Lifetime is still governed by the reference count. With
+ * - Memory. Contexts come from a per-thread slab cache (ctx_alloc.c) and are never returned to the
+ *   system: the memory is type-stable. A thread that touches a context after it was freed (a late futex
+ *   wake on its wake word) can only cause a spurious wake-up. Lifetime is still governed by the reference count. With
  *   WEFT_DEBUG_REFS=1 a freed context is poisoned and never handed out again (ctx_alloc.c).
  * - Cancellation source. A context either has a cancel of its own (kinds CANCEL, DEADLINE, MULTI, SIGNAL,
  *   and the roots, which simply never fire) or shares the one of an ancestor (VALUE, WITHOUT, whose `src`
