@@ -87,15 +87,13 @@ int weft__chan_new(const weft_chan_opts *o, weft_chan **out) {
   ch->mask = ch->pow2 ? (uint64_t)o->capacity - 1 : 0;
   ch->discard = o->discard;
   ch->discard_arg = o->discard_arg;
-  if (pthread_mutex_init(&ch->mu, NULL) != 0) goto fail_mu;
+  WEFT__ASSERT(pthread_mutex_init(&ch->mu, NULL) == 0);
   atomic_init(&ch->tail, 0);
   atomic_init(&ch->head, 0);
   atomic_init(&ch->closed0, 0);
   atomic_init(&ch->refs, 1);
   *out = ch;
   return 0;
-fail_mu:
-  free(ch->slots);
 fail_slots:
   free(ch);
   return WEFT_ENOMEM;
