@@ -597,3 +597,37 @@ WEFT_TEST(ctx, leak_report_names_unreleased_contexts) {
   cr_assert_eq(weft_ctx_leak_report(stderr), 0);
   weft__leaks_enable(false);
 }
+
+WEFT_TEST(ctx, signal_cancels_every_registered_context) {
+  /* One arrival cancels all of them, well past any batch the signal thread takes at a time. */
+  enum { N = 300 };
+  static weft_ctx *c[N];
+  int sigs[] = {SIGUSR1};
+  for (int i = 0; i < N; i++) cr_assert_eq(weft_ctx_with_signals(weft_background(), sigs, 1, false, &c[i]), 0);
+  raise(SIGUSR1);
+  int missed = 0;
+  int64_t deadline = weft_deadline_in(WEFT_SEC(10)); /* one for all: a miss costs the test 10 s at most */
+  for (int i = 0; i < N; i++)
+    if (weft_ctx_wait(c[i], deadline) != WEFT_ECANCELED) missed++;
+  cr_assert_eq(missed, 0, "%d of %d signal contexts were not cancelled", missed, N);
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(weft_ctx_cause(c[i]), WEFT_SIGNAL_CAUSE(SIGUSR1));
+    weft_ctx_end(c[i]);
+  }
+}
+
+WEFT_TEST(ctx, signal_numbers_that_cannot_fire_are_refused) {
+  weft_ctx *c = (weft_ctx *)1;
+  int bad[] = {0, -1, 32, 33, SIGRTMAX + 1, 65, 1000, SIGKILL, SIGSTOP, SIGSEGV};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(weft_ctx_with_signals(weft_background(), &bad[i], 1, false, &c), WEFT_EINVAL, "signal %d",
+                 bad[i]);
+    cr_assert_null(c);
+  }
+  int ok[] = {SIGRTMIN, SIGRTMAX};
+  cr_assert_eq(weft_ctx_with_signals(weft_background(), ok, 2, false, &c), 0, "real-time signals work");
+  raise(SIGRTMAX);
+  cr_assert_eq(weft_ctx_wait(c, weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
+  cr_assert_eq(weft_ctx_cause(c), WEFT_SIGNAL_CAUSE(SIGRTMAX));
+  weft_ctx_end(c);
+}
