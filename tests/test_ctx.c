@@ -778,3 +778,39 @@ WEFT_TEST(ctx, after_free_does_not_stop) {
   cr_assert_eq(atomic_load(&af_runs), 1);
   cr_assert_eq(weft_ctx_live_count(), live);
 }
+
+WEFT_TEST(ctx, signal_cancels_every_registered_context) {
+  /* One arrival cancels all of them, well past any batch the signal thread takes at a time. */
+  enum { N = 300 };
+  static weft_ctx *c[N];
+  static weft_cancel *c_cancel[N];
+  int sigs[] = {SIGUSR1};
+  for (int i = 0; i < N; i++) cr_assert_eq(weft_ctx_with_signals(weft_background(), sigs, 1, false, &c[i], &c_cancel[i]), 0);
+  raise(SIGUSR1);
+  int missed = 0;
+  int64_t deadline = weft_deadline_in(WEFT_SEC(10)); /* one for all: a miss costs the test 10 s at most */
+  for (int i = 0; i < N; i++)
+    if (weft_ctx_wait_until(c[i], deadline) != WEFT_ECANCELED) missed++;
+  cr_assert_eq(missed, 0, "%d of %d signal contexts were not cancelled", missed, N);
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(weft_ctx_cause(c[i]), WEFT_SIGNAL_CAUSE(SIGUSR1));
+    weft_ctx_end(c_cancel[i]);
+  }
+}
+
+WEFT_TEST(ctx, signal_numbers_that_cannot_fire_are_refused) {
+  weft_ctx *c = (weft_ctx *)1;
+  weft_cancel *c_cancel = NULL;
+  int bad[] = {0, -1, 32, 33, SIGRTMAX + 1, 65, 1000, SIGKILL, SIGSTOP, SIGSEGV};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(weft_ctx_with_signals(weft_background(), &bad[i], 1, false, &c, &c_cancel), WEFT_EINVAL, "signal %d",
+                 bad[i]);
+    cr_assert_null(c);
+  }
+  int ok[] = {SIGRTMIN, SIGRTMAX};
+  cr_assert_eq(weft_ctx_with_signals(weft_background(), ok, 2, false, &c, &c_cancel), 0, "real-time signals work");
+  raise(SIGRTMAX);
+  cr_assert_eq(weft_ctx_wait_until(c, weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
+  cr_assert_eq(weft_ctx_cause(c), WEFT_SIGNAL_CAUSE(SIGRTMAX));
+  weft_ctx_end(c_cancel);
+}

@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <string.h>
 
 #include "weft_test.h"
@@ -42,4 +43,18 @@ WEFT_TEST(error, time_helpers) {
   int64_t past = weft_deadline_in(-WEFT_MS(5));
   cr_assert(past < weft_now());
   cr_assert_eq(weft_deadline_in(INT64_MAX - 1), WEFT_FOREVER, "saturates instead of overflowing");
+}
+
+WEFT_TEST(error, extreme_codes_have_no_message) {
+  /* Any int is accepted, without overflow (UBSan's signed-overflow check runs in the sanitizer build). */
+  cr_assert_str_eq(weft_strerror(INT_MAX), "unknown error");
+  cr_assert_str_eq(weft_strerror(INT_MIN), "unknown error");
+  cr_assert_str_eq(weft_err_name(INT_MAX), "WEFT_E?");
+  cr_assert_str_eq(weft_err_name(INT_MIN), "WEFT_E?");
+  cr_assert_eq(weft_cause_signal(INT_MAX), 0);
+  cr_assert_eq(weft_cause_signal(INT_MIN), 0);
+  cr_assert_eq(weft_cause_signal(WEFT_SIGNAL_CAUSE(1)), 1);
+  cr_assert_eq(weft_cause_signal(WEFT_SIGNAL_CAUSE(127)), 127);
+  cr_assert_eq(weft_cause_signal(WEFT_SIGNAL_CAUSE(128)), 0);
+  cr_assert_eq(weft_cause_signal(-256), 0);
 }

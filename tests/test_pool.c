@@ -1,6 +1,7 @@
 /* Pool semantics: a small pool of timed jobs, futures, try/blocking submit, jobs submitting jobs, wait-all, contexts,
  * stats and bad input. Stress and shutdown modes are in test_pool_stress.c / test_pool_shutdown.c. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -419,4 +420,44 @@ WEFT_TEST(pool, huge_sizes_are_refused) {
   o.workers = SIZE_MAX;
   weft_pool *p;
   cr_assert_eq(weft_pool_create(&o, &p), WEFT_EINVAL);
+}
+
+WEFT_TEST(pool, future_double_release_after_the_job_ended_aborts, .signal = SIGABRT) {
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(NULL, &p), 0);
+  weft_future *f;
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, ret_job, NULL, NULL, &f), 0);
+  cr_assert_eq(weft_future_wait(f, NULL, NULL), 0);
+  weft_future_release(f);
+  weft_future_release(f);
+}
+
+WEFT_TEST(pool, future_double_release_while_the_job_runs_aborts, .signal = SIGABRT) {
+  /* The queue's reference keeps the record alive: the second release must not take it instead. */
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(NULL, &p), 0);
+  _Atomic int gate[2] = {0, 0};
+  weft_future *f;
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, gate_job, gate, NULL, &f), 0);
+  weft_future_release(f);
+  weft_future_release(f);
+}
+
+WEFT_TEST(pool, future_single_release_before_or_after_the_end) {
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(NULL, &p), 0);
+  _Atomic int gate[2] = {0, 0};
+  weft_future *f, *g;
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, gate_job, gate, NULL, &f), 0);
+  weft_future_release(f); /* before the job ended: the job runs on */
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, ret_job, (void *)(intptr_t)7, NULL, &g), 0);
+  int rc = 0;
+  cr_assert_eq(weft_future_wait(g, NULL, &rc), 0);
+  cr_assert_eq(rc, 7);
+  weft_future_release(g); /* after */
+  atomic_store(&gate[1], 1);
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), 0);
+  cr_assert_eq(rep.completed + rep.failed, 2, "both ran");
+  weft_pool_destroy(p, NULL);
 }

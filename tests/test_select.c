@@ -271,3 +271,63 @@ WEFT_TEST(select, huge_case_counts_are_refused) {
   cr_assert_eq(weft_select_until(&c, SIZE_MAX, WEFT_NOWAIT), WEFT_EINVAL);
   cr_assert_eq(weft_select(NULL, &c, SIZE_MAX / sizeof(weft_select_case) + 1), WEFT_EINVAL);
 }
+
+/* Select's choice among ready cases is uniform (Go's pollorder is a uniform shuffle): for n cases of which
+ * the ones in `ready` are ready (the others are empty channels, or disabled when `nil_rest`), each ready
+ * case fires within 6.5 binomial standard deviations of trials/k over `trials` selects. At 20,000 trials
+ * with two ready cases the window is 47.7-52.3 %, so a 42/58 split (a deviation of 22 standard deviations)
+ * fails it, while a fair select fails it with a probability near 1e-10 per case. */
+static double sd_of(double var) { /* Newton's square root: keeps the test off libm */
+  double x = var > 1 ? var : 1;
+  for (int i = 0; i < 60; i++) x = 0.5 * (x + var / x);
+  return x;
+}
+
+static void check_uniform(size_t n, const size_t *ready, size_t k, bool nil_rest, bool blocking, int trials) {
+  weft_chan *ch[20];
+  int v[20];
+  long hits[20] = {0};
+  weft_select_case c[20];
+  cr_assert(n <= 20 && k >= 2 && k <= n);
+  for (size_t i = 0; i < n; i++) {
+    ch[i] = mk(sizeof(int), 2);
+    c[i] = WEFT_RECV_CASE(nil_rest ? NULL : ch[i], &v[i]);
+  }
+  for (size_t j = 0; j < k; j++) {
+    cr_assert_eq(weft_chan_try_send(ch[ready[j]], &(int){(int)ready[j]}), 0);
+    c[ready[j]].chan = ch[ready[j]];
+  }
+  for (int t = 0; t < trials; t++) {
+    int r = blocking ? weft_select(NULL, c, n) : weft_try_select(c, n);
+    cr_assert(r >= 0 && (size_t)r < n, "select returned %d", r);
+    cr_assert_eq(v[r], r);
+    hits[r]++;
+    cr_assert_eq(weft_chan_try_send(ch[r], &v[r]), 0); /* keep it ready */
+  }
+  double p = 1.0 / (double)k, mean = trials * p, var = trials * p * (1 - p);
+  for (size_t j = 0; j < k; j++) {
+    double d = (double)hits[ready[j]] - mean;
+    cr_assert(d * d <= 6.5 * 6.5 * var, "n=%zu k=%zu: case %zu fired %ld of %d times (expected %.0f +- %.0f)", n, k,
+              ready[j], hits[ready[j]], trials, mean, 6.5 * sd_of(var));
+  }
+  long sum = 0;
+  for (size_t i = 0; i < n; i++) sum += hits[i];
+  cr_assert_eq(sum, trials, "only ready cases fire");
+  for (size_t i = 0; i < n; i++) weft_chan_destroy(ch[i]);
+}
+
+WEFT_TEST(select, uniform_among_ready_cases_at_every_position) {
+  /* Two ready cases at every pair of positions among 3 to 6 cases (the 4-case and 6-case shapes with two
+   * ready ones were 42/58 and 30/70 with a random start and coprime stride). */
+  for (size_t n = 3; n <= 6; n++)
+    for (size_t a = 0; a < n; a++)
+      for (size_t b = a + 1; b < n; b++) check_uniform(n, (size_t[]){a, b}, 2, false, false, 20000);
+}
+
+WEFT_TEST(select, uniform_among_ready_cases_other_shapes) {
+  check_uniform(6, (size_t[]){0, 1}, 2, false, true, 20000);       /* the blocking select polls alike */
+  check_uniform(6, (size_t[]){1, 4}, 2, true, false, 20000);       /* disabled cases in between */
+  check_uniform(8, (size_t[]){2, 3, 7}, 3, false, false, 30000);   /* three ready */
+  check_uniform(17, (size_t[]){0, 16}, 2, false, false, 20000);    /* past the on-stack order */
+  check_uniform(17, (size_t[]){5, 6, 9, 10}, 4, false, true, 40000);
+}

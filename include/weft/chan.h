@@ -126,16 +126,18 @@ typedef struct weft_select_case {
 
 /* Waits until one of the n cases can proceed, performs exactly that one and returns its index (>= 0);
  * cases[i].err says whether it completed (0) or found its channel closed (WEFT_ECLOSED; a closed channel
- * makes its case ready, as in Go). Among several ready cases one is chosen at random, so an always-ready
- * case cannot starve another. Elements of the cases that did not fire are untouched (not sent, buffers not
- * written). Returns WEFT_ECANCELED / WEFT_EDEADLINE when ctx ends first (also when done on entry);
- * WEFT_EINVAL (cases NULL with n > 0, n over 2^24, a bad op, a send case with a NULL elem); WEFT_ENOMEM
- * (n > 16 needs a small allocation). With no enabled case it waits for ctx alone. Thread safety: any thread; the same
+ * makes its case ready, as in Go). Among several ready cases one is chosen uniformly at random (as Go's
+ * select: each call polls the cases in a fresh random order), so an always-ready case cannot starve
+ * another. Elements of the cases that did not fire are untouched (not sent, buffers not written). Returns
+ * WEFT_ECANCELED / WEFT_EDEADLINE when ctx ends first (also when done on entry); WEFT_EINVAL (cases NULL
+ * with n > 0, n over 2^24, a bad op, a send case with a NULL elem); WEFT_ENOMEM (n > 16 needs a small
+ * allocation). With no enabled case it waits for ctx alone. Thread safety: any thread; the same
  * channel may appear in several cases. */
 WEFT_API int weft_select(weft_ctx *ctx, weft_select_case *cases, size_t n);
 /* As weft_select() without a context, giving up at `deadline` with WEFT_ETIMEDOUT. */
 WEFT_API int weft_select_until(weft_select_case *cases, size_t n, int64_t deadline);
-/* Select with a default: never blocks; returns the fired index, or WEFT_EEMPTY when no case is ready. */
+/* Select with a default: never blocks; returns the fired index, or WEFT_EEMPTY when no case is ready; the
+ * errors of weft_select() otherwise (WEFT_ENOMEM: n > 16 needs a small allocation for the poll order). */
 WEFT_API int weft_try_select(weft_select_case *cases, size_t n);
 
 /* ---- timer channels ------------------------------------------------------------------------------- */

@@ -215,8 +215,10 @@ WEFT_API int weft_cause_signal(int cause);
  * call of yours interrupted by the handler may return EINTR where SA_RESTART does not apply (poll,
  * nanosleep, ...). If `force_exit_on_second` is true, the same signal arriving again after the context
  * was cancelled exits the process at once with status 128+signo (from the handler, with _exit). SIGKILL,
- * SIGSTOP and the synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) are refused, and so is an n larger
- * than the number of signals. Returns 0,
+ * SIGSTOP, the synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) and the numbers that cannot be
+ * caught (0, negative, above SIGRTMAX, and those the C library keeps for itself below SIGRTMIN, 32 and 33
+ * with glibc) are refused with WEFT_EINVAL, and so is an n larger than the number of signals. One arrival
+ * cancels every signal context registered for it when it arrived, however many there are. Returns 0,
  * WEFT_EINVAL, WEFT_ENOMEM, WEFT_ESYS. */
 WEFT_API int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool force_exit_on_second,
                                    weft_ctx **out, weft_cancel **cancel);

@@ -10,8 +10,8 @@
  *
  * Ownership of a job's argument. The pool never frees or touches `arg`. When a submit call fails, fn is
  * never called and `arg` stays the caller's. When it succeeds, exactly one of these happens, exactly once:
- * fn(ctx, arg) runs, or — the job ended unrun (its context ended before it started, or shutdown in cancel
- * mode or past its grace deadline) — opts.discard(arg, opts.discard_arg) is called (when set), so the
+ * fn(ctx, arg) runs, or — the job ended unrun (its context ended before it started, its context could not
+ * be allocated when it was to start, or shutdown in cancel mode or past its grace deadline) — opts.discard(arg, opts.discard_arg) is called (when set), so the
  * caller can free or requeue it. fn is never called for a discarded job, before or after the discard.
  *
  * Every submitted job ends exactly once as one of: completed (fn returned 0), failed (non-zero while its
@@ -106,13 +106,15 @@ WEFT_API int weft_pool_submit_opts(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, 
 
 /* Waits until the job ended, or ctx (NULL = no limit) ends first. Returns 0 once the job ended and then
  * stores its result in *job_rc (when not NULL): fn's return value, or — for a discarded job — the error of
- * the context that ended it (WEFT_ECANCELED / WEFT_EDEADLINE). Returns ctx's error if ctx ended first,
+ * the context that ended it (WEFT_ECANCELED / WEFT_EDEADLINE), or WEFT_ENOMEM when the job's own context
+ * (joining the submitter's context or adding the per-job timeout) could not be allocated at its start. Returns ctx's error if ctx ended first,
  * WEFT_EINVAL for NULL f. Several threads may wait on one future. */
 WEFT_API int weft_future_wait(weft_future *f, weft_ctx *ctx, int *job_rc);
 /* true once the job ended (no wait). false for NULL. */
 WEFT_API bool weft_future_done(const weft_future *f);
 /* Gives the handle back; the job is not affected. NULL is a no-op. Call exactly once per handle, and not
- * while another thread waits on it. */
+ * while another thread waits on it. A second release of a handle aborts with a message, as a double
+ * weft_ctx_release() does (it cannot be told apart once the pool gave the job's record to another future). */
 WEFT_API void weft_future_release(weft_future *f);
 
 /* Waits until every job submitted before the call has ended (as sync.WaitGroup: under continuous

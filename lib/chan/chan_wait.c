@@ -1,8 +1,10 @@
 /* lib/chan/chan_wait.c: blocking send / recv and select (the protocol is described at the top of chan.c).
  *
  * One loop serves a single blocking send or receive (a select of one case) and a select of many:
- *   1. try every enabled case once, in a random order (Go's pollorder: a random start and a random stride
- *      coprime with n, so every ready case is equally likely to be tried first);
+ *   1. try every enabled case once, in a random order (Go's pollorder: a uniform shuffle, drawn once per
+ *      call, so every ready case is equally likely to be tried first whatever the others; a random start
+ *      with a random coprime stride is not uniform: the strides are not equally likely, and a ready case
+ *      is then found first more often after some neighbours than others);
  *   2. if none fired: return for a non-blocking select; return the context's error or the timeout; spin a
  *      little (buffered channels only);
  *   3. queue one entry per case on its channel (one lock at a time); if some case turned out ready while
@@ -17,21 +19,17 @@
 
 #include "chan/chan_impl.h"
 
-/* Pre-queue spin of a blocking send / recv: retries of the ring, at most CHAN_SPIN_BACKOFF pauses apart
- * (a pause is 25-51 ns on the hosts seen), so 25-50 us in all, a few times the price of one park + wake
- * (NOTES.md).
- * The backoff matters as much as the length: a consumer that re-polls an empty ring after every pause
- * trails one slot behind the producer and pulls each slot's line over per element (chan_spsc ~40-60 ns);
- * polling every ~100 ns lets the producer fill whole lines first (~8 ns). A ring of fewer than 8 slots has
- * no lines to fill: its receiver re-polls after every pause, which is what a round trip through capacity-1
- * channels needs (chan_pingpong 300 -> 136 ns here, with the vCPUs close; see chan.c). */
+/* Pre-queue spin of a blocking send / recv: retries of the ring, at most CHAN_SPIN_BACKOFF pauses apart,
+ * a few times the price of one park and wake-up in all. The backoff matters as much as the length: a
+ * consumer that re-polls an empty ring after every pause trails one slot behind the producer and pulls
+ * each slot's line over per element; polling less often lets the producer fill whole lines first. A ring
+ * of fewer than 8 slots has no lines to fill: its receiver re-polls after every pause, which is what a
+ * round trip through capacity-1 channels needs (bench/README.md has the figures). */
 #define CHAN_SPIN_ITERS 256
 #define CHAN_SPIN_BACKOFF 4
 /* A sender that found the ring full resumes once this many bytes of slots past the tail are free (at most
  * a quarter of the ring), not at the first free slot: a producer taking each slot the moment the consumer
- * frees it writes into the line the consumer is reading, and both then pay a transfer per element
- * (chan_spsc settled at ~23 ns/item with the ring always full; with the run, 6.6-7 ns, best of 5, this
- * VM). */
+ * frees it writes into the line the consumer is reading, and both then pay a transfer per element. */
 #define CHAN_RUN_BYTES 1024
 /* Rounds of step 1 a select over buffered channels spins before queuing. */
 #define SELECT_SPIN_ROUNDS 64
@@ -50,34 +48,21 @@ static uint64_t rng_next(void) {
   return x * UINT64_C(0x2545F4914F6CDD1D);
 }
 
-static size_t gcd(size_t a, size_t b) {
-  while (b) {
-    size_t t = a % b;
-    a = b;
-    b = t;
-  }
-  return a;
-}
+/* A uniform draw in [0, m) from the high 32 bits (Lemire's multiply-shift, as Go's fastrandn: the bias is
+ * below m / 2^32). */
+static inline uint32_t rng_below(uint32_t m) { return (uint32_t)(((rng_next() >> 32) * (uint64_t)m) >> 32); }
 
-typedef struct sel_order {
-  size_t n, start, stride;
-} sel_order;
-
-static void order_init(sel_order *o, size_t n) {
-  o->n = n;
-  o->start = 0;
-  o->stride = 1;
-  if (n < 2) return;
-  uint64_t r = rng_next();
-  o->start = (size_t)(r % n);
-  if (n > 2) {
-    size_t s = 1 + (size_t)((r >> 32) % (n - 1));
-    while (gcd(s, n) != 1) s = s % (n - 1) + 1;
-    o->stride = s;
+/* Fills ord[0..n) with a uniformly random permutation of 0..n-1 (the inside-out Fisher-Yates shuffle, as
+ * Go's selectgo builds its pollorder). */
+static void order_init(uint32_t *ord, size_t n) {
+  if (n == 0) return;
+  ord[0] = 0;
+  for (size_t i = 1; i < n; i++) {
+    uint32_t j = rng_below((uint32_t)i + 1);
+    ord[i] = ord[j];
+    ord[j] = (uint32_t)i;
   }
 }
-
-static inline size_t order_at(const sel_order *o, size_t k) { return (o->start + k * o->stride) % o->n; }
 
 static inline bool case_fire(weft_select_case *c) {
   int r = chan__try(c->chan, c->op == WEFT_SELECT_SEND, c->elem);
@@ -87,18 +72,17 @@ static inline bool case_fire(weft_select_case *c) {
 }
 
 /* The loop described above. Returns the fired case's index or a negative code. `ents` has n entries (may
- * be NULL when nonblock). */
+ * be NULL when nonblock); `ord` has room for n indices (n >= 1). */
 static int sel_run(weft_ctx *ctx, int64_t deadline, weft_select_case *cases, size_t n, chan_entry *ents,
-                   bool nonblock, int spin) {
-  sel_order ord;
-  order_init(&ord, n);
+                   uint32_t *ord, bool nonblock, int spin) {
+  order_init(ord, n);
   long hint = -1;
   unsigned rounds = 0;
   for (;;) {
     if (hint >= 0 && case_fire(&cases[hint])) return (int)hint;
     hint = -1;
     for (size_t k = 0; k < n; k++) {
-      size_t i = order_at(&ord, k);
+      size_t i = ord[k];
       if (cases[i].chan && case_fire(&cases[i])) return (int)i;
     }
     if (nonblock) return WEFT_EEMPTY;
@@ -122,7 +106,7 @@ static int sel_run(weft_ctx *ctx, int64_t deadline, weft_select_case *cases, siz
     size_t kq = 0;
     bool ready = false;
     while (kq < n && !ready) {
-      size_t i = order_at(&ord, kq++);
+      size_t i = ord[kq++];
       if (cases[i].chan == NULL) continue;
       chan_entry *e = &ents[i];
       e->op = &op;
@@ -143,7 +127,7 @@ static int sel_run(weft_ctx *ctx, int64_t deadline, weft_select_case *cases, siz
       (void)weft__waiter_wait(op.w, NULL, WEFT_FOREVER);
     }
     for (size_t k = 0; k < kq; k++) {
-      size_t i = order_at(&ord, k);
+      size_t i = ord[k];
       if (cases[i].chan) weft__chan_dequeue(cases[i].chan, &ents[i], cases[i].op == WEFT_SELECT_SEND);
     }
     if (CLAIM_KIND(d) == CLAIM_HANDOFF) {
@@ -164,7 +148,8 @@ static int sel_run(weft_ctx *ctx, int64_t deadline, weft_select_case *cases, siz
 static int chan_block(weft_ctx *ctx, int64_t deadline, weft_chan *ch, bool send, void *elem) {
   weft_select_case c = {ch, send ? WEFT_SELECT_SEND : WEFT_SELECT_RECV, elem, 0};
   chan_entry e;
-  int r = sel_run(ctx, deadline, &c, 1, &e, false, 0);
+  uint32_t ord;
+  int r = sel_run(ctx, deadline, &c, 1, &e, &ord, false, 0);
   return r < 0 ? r : c.err;
 }
 
@@ -260,9 +245,14 @@ static int sel_blocking(weft_ctx *ctx, int64_t deadline, weft_select_case *cases
   if (r != 0) return r;
   if (ctx && (r = weft_ctx_err(ctx)) != 0) return r;
   chan_entry stack_ents[SELECT_STACK_CASES];
+  uint32_t stack_ord[SELECT_STACK_CASES];
   chan_entry *ents = stack_ents;
-  if (n > SELECT_STACK_CASES && (ents = malloc(n * sizeof *ents)) == NULL) return WEFT_ENOMEM;
-  r = sel_run(ctx, deadline, cases, n, ents, false, all_ring ? SELECT_SPIN_ROUNDS : 0);
+  uint32_t *ord = stack_ord;
+  if (n > SELECT_STACK_CASES) { /* one block: the entries, then the order (n <= CHAN_MAX_CASES: no wrap) */
+    if ((ents = malloc(n * (sizeof *ents + sizeof *ord))) == NULL) return WEFT_ENOMEM;
+    ord = (uint32_t *)(void *)(ents + n);
+  }
+  r = sel_run(ctx, deadline, cases, n, ents, ord, false, all_ring ? SELECT_SPIN_ROUNDS : 0);
   if (ents != stack_ents) free(ents);
   return r;
 }
@@ -279,5 +269,10 @@ int weft_try_select(weft_select_case *cases, size_t n) {
   bool all_ring;
   int r = sel_check(cases, n, &all_ring);
   if (r != 0) return r;
-  return sel_run(NULL, WEFT_NOWAIT, cases, n, NULL, true, 0);
+  uint32_t stack_ord[SELECT_STACK_CASES];
+  uint32_t *ord = stack_ord;
+  if (n > SELECT_STACK_CASES && (ord = malloc(n * sizeof *ord)) == NULL) return WEFT_ENOMEM;
+  r = sel_run(NULL, WEFT_NOWAIT, cases, n, NULL, ord, true, 0);
+  if (ord != stack_ord) free(ord);
+  return r;
 }

@@ -49,8 +49,9 @@ int64_t weft_deadline_in(int64_t d) {
 }
 
 int weft_cause_signal(int cause) {
-  int s = -256 - cause;
-  return (s > 0 && s < 128) ? s : 0;
+  /* Range first: -256 - cause overflows for a cause near INT_MAX. */
+  if (cause > WEFT_SIGNAL_CAUSE(1) || cause < WEFT_SIGNAL_CAUSE(127)) return 0;
+  return -256 - cause;
 }
 
 int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline, uint32_t bitset) {

@@ -7,7 +7,11 @@
  *   see a signal that every thread of the process blocks, which a library cannot guarantee for threads it
  *   did not create; the handler works whichever thread the kernel picks.
  * - Registrations live on a list under `mu`. The thread retains a context under `mu` and cancels it after
- *   dropping `mu` (a final release takes `mu` to unregister, so it must never run under it).
+ *   dropping `mu` (a final release takes `mu` to unregister, so it must never run under it). It takes
+ *   them in batches of a fixed size and goes back for more until none is left: each delivery has a
+ *   number (`delivery`), and a registration stamped with it was taken already, so however the list
+ *   changes between batches every registration present when the delivery began is cancelled once, and
+ *   one made after (stamped at registration with the current number) is not.
  * - The previous disposition of a signal is saved when weft installs its handler and restored when the
  *   last registration for that signal goes away.
  * - Forced exit: once a context with force_exit_on_second was cancelled by signal s, `armed[s]` is set
@@ -27,6 +31,7 @@ typedef struct reg {
   weft_ctx *ctx;
   sigset_t set;
   bool force;
+  uint64_t seen; /* the last delivery that took it (under mu) */
 } reg;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -36,6 +41,7 @@ static struct sigaction saved[NSIG_MAX]; /* disposition before weft's handler */
 static _Atomic int armed[NSIG_MAX]; /* lock-free atomics: safe to read in a handler */
 static int pipe_rd = -1, pipe_wr = -1;
 static bool thread_started;
+static uint64_t delivery; /* deliveries begun by the thread (under mu) */
 
 static void on_signal(int s) {
   if (s > 0 && s < NSIG_MAX && atomic_load_explicit(&armed[s], memory_order_relaxed)) _exit(128 + s);
@@ -61,21 +67,34 @@ static void *signal_main(void *arg) {
       return NULL;
     }
     int s = b;
-    weft_ctx *hit[64];
-    bool force[64];
-    size_t n = 0;
+    enum { BATCH = 64 };
+    weft_ctx *hit[BATCH];
+    bool force[BATCH];
+    size_t n;
+    bool more;
     pthread_mutex_lock(&mu);
-    for (reg *g = regs; g && n < 64; g = g->next)
-      if (sigismember(&g->set, s) && weft__try_retain(g->ctx)) {
-        force[n] = g->force;
-        hit[n++] = g->ctx;
+    uint64_t d = ++delivery;
+    do {
+      n = 0;
+      reg *g = regs;
+      for (; g && n < BATCH; g = g->next) {
+        if (g->seen == d || !sigismember(&g->set, s)) continue;
+        g->seen = d;
+        if (weft__try_retain(g->ctx)) { /* else its final release runs: nothing to cancel */
+          force[n] = g->force;
+          hit[n++] = g->ctx;
+        }
       }
+      more = g != NULL;
+      pthread_mutex_unlock(&mu);
+      for (size_t i = 0; i < n; i++) {
+        weft__cancel(hit[i], WEFT_ECANCELED, WEFT_SIGNAL_CAUSE(s), false);
+        if (force[i] && s < NSIG_MAX) atomic_store(&armed[s], 1);
+        weft_ctx_release(hit[i]);
+      }
+      pthread_mutex_lock(&mu);
+    } while (more);
     pthread_mutex_unlock(&mu);
-    for (size_t i = 0; i < n; i++) {
-      weft__cancel(hit[i], WEFT_ECANCELED, WEFT_SIGNAL_CAUSE(s), false);
-      if (force[i] && s < NSIG_MAX) atomic_store(&armed[s], 1);
-      weft_ctx_release(hit[i]);
-    }
   }
 }
 
@@ -114,8 +133,10 @@ int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool forc
   sigemptyset(&g->set);
   for (size_t i = 0; i < n; i++) {
     int s = sigs[i];
-    if (s <= 0 || s >= NSIG_MAX || s == SIGKILL || s == SIGSTOP || s == SIGSEGV || s == SIGBUS ||
-        s == SIGFPE || s == SIGILL) {
+    /* Between the classic signals and SIGRTMIN lie the C library's own (glibc's thread cancellation and
+     * set*id signals): it refuses to install a handler for them, so they could never fire. */
+    if (s <= 0 || s >= NSIG_MAX || s > SIGRTMAX || (s >= 32 && s < SIGRTMIN) || s == SIGKILL ||
+        s == SIGSTOP || s == SIGSEGV || s == SIGBUS || s == SIGFPE || s == SIGILL) {
       free(g);
       return WEFT_EINVAL;
     }
@@ -141,6 +162,7 @@ int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool forc
       atomic_store(&armed[s], 0);
       sigaction(s, &sa, &saved[s]);
     }
+    g->seen = delivery; /* a delivery under way began before it */
     g->next = regs;
     regs = g;
   }

@@ -53,7 +53,7 @@ struct weft__job {
   int64_t timeout; /* from the job's start; WEFT_FOREVER = none */
   int rc;
   _Atomic int done;
-  _Atomic int refs; /* one for the queue until the job ended, one for the future's holder */
+  _Atomic int refs; /* 1 for the queue until the job ended, + REF_HOLDER for the future's holder */
   _Atomic uint32_t nwait;
   struct weft__job *next_free;
 };
@@ -215,13 +215,23 @@ static struct weft__job *rec_get(weft_pool *p) {
   return r;
 }
 
-static void rec_unref(struct weft__job *r) {
-  if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1) return;
+/* The holder's reference counts apart from the queue's, so a second weft_future_release finds it gone and
+ * aborts, as a double weft_ctx_release does (unless the record went to another future in between). */
+#define REF_HOLDER (1 << 16)
+
+static void rec_free(struct weft__job *r) {
   weft_pool *p = r->pool;
   pthread_mutex_lock(&p->mu);
   r->next_free = p->free_recs;
   p->free_recs = r;
   pthread_mutex_unlock(&p->mu);
+}
+
+static void rec_unref(struct weft__job *r) {
+  int old = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
+  if (WEFT__UNLIKELY((old & (REF_HOLDER - 1)) == 0))
+    weft__panic(__FILE__, __LINE__, "job record reference underflow");
+  if (old == 1) rec_free(r);
 }
 
 static void rec_finish(struct weft__job *r, int rc) {
@@ -495,7 +505,7 @@ static int submit(weft_pool *p, weft_job_fn fn, void *arg, weft_ctx *join, weft_
   r->arg = arg;
   r->sub = weft_ctx_retain(join);
   r->timeout = timeout;
-  if (future != NULL) atomic_store_explicit(&r->refs, 2, memory_order_relaxed);
+  if (future != NULL) atomic_store_explicit(&r->refs, 1 + REF_HOLDER, memory_order_relaxed);
   s.fn = rec_marker;
   s.arg = r;
   int rc = submit_slot(p, &s, wait_ctx, nowait);
@@ -545,7 +555,12 @@ bool weft_future_done(const weft_future *f) {
 }
 
 void weft_future_release(weft_future *f) {
-  if (f != NULL) rec_unref((struct weft__job *)f);
+  if (f == NULL) return;
+  struct weft__job *r = (struct weft__job *)f;
+  int old = atomic_fetch_sub_explicit(&r->refs, REF_HOLDER, memory_order_acq_rel);
+  if (WEFT__UNLIKELY(old < REF_HOLDER))
+    weft__panic(__FILE__, __LINE__, "weft_future_release on a future already released (double release)");
+  if (old == REF_HOLDER) rec_free(r);
 }
 
 /* ---- waiting for all, shutdown, report ---------------------------------------------------------- */
