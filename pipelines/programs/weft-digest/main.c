@@ -21,7 +21,7 @@
  * by then (a FIFO or device swapped in after the walk), a read that would block, and the kernel-generated
  * files of /proc (some block, some never end, /proc/kmsg consumes what it returns) are skipped and counted.
  * After a second signal the run ends with its summary even if a read does not return: the run is abandoned
- * after ABANDON_AFTER_MS and the files still being read are counted as not processed.
+ * ABANDON_AFTER_MS after the cancel, and every file found and not done counts as not processed.
  *
  * Names are printed escaped when they hold a backslash, a newline or another control byte (md5sum's way:
  * the line starts with a backslash, and \\, \n, \r, \t and \xHH stand for the bytes).
