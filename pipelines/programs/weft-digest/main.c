@@ -568,7 +568,7 @@ static bool wait_run(app *a) {
 static int report(app *a, long workers, bool abandoned) {
   int rc = abandoned ? WEFT_ECANCELED : a->run_rc;
   const weft_pipeline_report *rep = &a->rep;
-  qsort(a->res, a->nres, sizeof *a->res, cmp_result);
+  if (a->nres > 0) qsort(a->res, a->nres, sizeof *a->res, cmp_result); /* res is NULL when nothing was recorded */
   uint64_t bytes = 0, lines = 0, unreadable = 0, skipped[3] = {0};
   for (size_t i = 0; i < a->nres; i++) {
     const result *r = &a->res[i];
