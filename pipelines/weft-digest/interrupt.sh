@@ -6,7 +6,8 @@
 #           signal; bounded channels keep it only a few files ahead, so fewer than 200), and every line's
 #           checksum, size and line count right;
 #   cancel: exit 130, "interrupted: cancelled", processed + not processed = found, at least one not
-#           processed, and every line that is printed right.
+#           processed, and every line that is printed right;
+#   a stuck read: once, the run keeps waiting; twice, it ends as cancel does, the stuck file not processed.
 #   interrupt.sh WEFT_DIGEST
 set -euo pipefail
 bin=$1
@@ -77,4 +78,38 @@ n=$(check_lines "$dir/cancel")
 [ "$n" = "$done_n" ] || fail "cancel: $n files listed, summary says $done_n"
 [ "$lost_n" -ge 1 ] || fail "cancel: nothing was left unprocessed ($line)"
 [ $((done_n + lost_n)) = "$found_c" ] || fail "cancel: processed $done_n + not processed $lost_n != $found_c found"
-echo "weft-digest interrupt check passed (drain: $found of $found found; cancel: $done_n processed, $lost_n not)"
+# A read that never returns (WEFT_DIGEST_TEST_STUCK: the read of the file named "stuck" blocks on a pipe nobody
+# writes, retried on EINTR, as a read from a driver that ignores O_NONBLOCK and signals). Ctrl-C once drains:
+# the run waits for that read. Twice: the run ends with its summary all the same, the stuck file not processed.
+mkdir "$dir/stuck-tree"
+for i in $(seq 1 20); do printf 'file %d\n' "$i" > "$dir/stuck-tree/f$i"; done
+printf 'never read\n' > "$dir/stuck-tree/stuck"
+out=$dir/stuck
+# The abandoned run exits with its stuck threads on purpose: ThreadSanitizer would report them as leaked.
+TSAN_OPTIONS="${TSAN_OPTIONS:-}:report_thread_leaks=0" WEFT_DIGEST_TEST_STUCK=stuck WEFT_DIGEST_NO_PROGRESS=1 \
+  "$bin" -j 2 "$dir/stuck-tree" > "$out" 2> "$out.err" &
+pid=$!
+for _ in $(seq 1 500); do grep -q 'the read of stuck blocks' "$out.err" && break; sleep 0.01; done
+grep -q 'the read of stuck blocks' "$out.err" || { kill -9 "$pid"; fail "stuck: the reader did not reach the file"; }
+kill -INT "$pid"
+sleep 0.3
+kill -0 "$pid" 2>/dev/null || fail "stuck: the drain ended though a read is stuck"
+kill -INT "$pid"
+# The program gives a stuck read a moment after the cancel; 30 s is only the bound of the test.
+for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fail "stuck: Ctrl-C twice did not end the run within 30 s"; fi
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" = 130 ] || { cat "$out" "$out.err" >&2; fail "stuck: exit $rc, want 130"; }
+line=$(grep '^# interrupted: cancelled' "$out") || { cat "$out" >&2; fail "stuck: no 'interrupted: cancelled' summary"; }
+s_done=$(sed -E 's/.*Processed ([0-9]+) of the.*/\1/' <<< "$line")
+s_found=$(sed -E 's/.*of the ([0-9]+) files found.*/\1/' <<< "$line")
+s_lost=$(sed -E 's/.*; ([0-9]+) files in flight were not processed.*/\1/' <<< "$line")
+n=$(check_lines "$out")
+[ "$n" = "$s_done" ] || fail "stuck: $n files listed, summary says $s_done"
+[ "$s_lost" -ge 1 ] || fail "stuck: the stuck file is not counted as not processed ($line)"
+[ $((s_done + s_lost)) = "$s_found" ] || fail "stuck: processed $s_done + not processed $s_lost != $s_found found"
+! grep -q '/stuck$' "$out" || fail "stuck: the stuck file is listed"
+
+echo "weft-digest interrupt check passed (drain: $found of $found found; cancel: $done_n processed, $lost_n not;" \
+     "stuck read: $s_done processed, $s_lost not)"
