@@ -143,9 +143,10 @@ static void run_free(pl_run *run) {
 /* Builds the edges, workers and reorder windows. */
 static int run_setup(pl_run *run) {
   weft_pipeline *p = run->pl;
-  run->nedges = p->nstages - p->nsrc;
-  run->edges = calloc(run->nedges, sizeof *run->edges);
+  size_t nedges = p->nstages - p->nsrc;
+  run->edges = calloc(nedges, sizeof *run->edges);
   if (run->edges == NULL) return WEFT_ENOMEM;
+  run->nedges = nedges; /* only now: run_free() walks edges[0..nedges) */
   for (size_t i = 0; i < run->nedges; i++) {
     pl_edge *e = &run->edges[i];
     pl_stage *up = p->stages[i == 0 ? 0 : p->nsrc + i - 1];

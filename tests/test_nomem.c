@@ -4,6 +4,7 @@
  * the wrappers below, which fail every allocation from the k-th on while armed. Each test sweeps k from 0
  * until the operation succeeds, so each allocation site fails once. */
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -28,10 +29,23 @@ static bool allow(void) {
   }
   return true;
 }
-void *__wrap_malloc(size_t n) { return allow() ? __real_malloc(n) : NULL; }
-void *__wrap_calloc(size_t n, size_t m) { return allow() ? __real_calloc(n, m) : NULL; }
-void *__wrap_realloc(void *p, size_t n) { return allow() ? __real_realloc(p, n) : NULL; }
-void *__wrap_aligned_alloc(size_t a, size_t n) { return allow() ? __real_aligned_alloc(a, n) : NULL; }
+/* Fails exactly the k-th allocation from now (k = 0: the next one) and lets the others through, so each
+ * allocation site of a call fails alone, with everything before it made. */
+static _Atomic long fail_at = -1;
+static bool allow_one(void) {
+  long f = atomic_load(&fail_at);
+  while (f >= 0) {
+    if (atomic_compare_exchange_weak(&fail_at, &f, f - 1)) {
+      if (f == 0) atomic_fetch_add(&failures, 1);
+      return f != 0;
+    }
+  }
+  return true;
+}
+void *__wrap_malloc(size_t n) { return allow() && allow_one() ? __real_malloc(n) : NULL; }
+void *__wrap_calloc(size_t n, size_t m) { return allow() && allow_one() ? __real_calloc(n, m) : NULL; }
+void *__wrap_realloc(void *p, size_t n) { return allow() && allow_one() ? __real_realloc(p, n) : NULL; }
+void *__wrap_aligned_alloc(size_t a, size_t n) { return allow() && allow_one() ? __real_aligned_alloc(a, n) : NULL; }
 
 static void arm(long k) {
   atomic_store(&failures, 0);
@@ -207,4 +221,88 @@ WEFT_TEST(nomem, pipelines) {
   }
   cr_assert_lt(k, SWEEP_MAX);
   cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
+
+WEFT_TEST(nomem, pipeline_run_each_allocation) {
+  long k;
+  int64_t total = 0;
+  for (k = 0; k < SWEEP_MAX; k++) {
+    weft_pipeline *p = NULL;
+    total = 0;
+    cr_assert_eq(weft_pipeline_create(&p, NULL), 0);
+    weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+    o.item_size = sizeof(int64_t);
+    cr_assert_eq(weft_pipeline_source(p, &o, src, NULL), 0);
+    weft_stage_opts m = WEFT_STAGE_OPTS_INIT;
+    m.workers = 2;
+    m.ordered = true; /* a reorder window: one more allocation site */
+    cr_assert_eq(weft_pipeline_map(p, &m, sq, NULL), 0);
+    cr_assert_eq(weft_pipeline_sink(p, NULL, sum, &total), 0);
+    weft_pipeline_report rep;
+    atomic_store(&failures, 0);
+    atomic_store(&fail_at, k);
+    int rc = weft_pipeline_run(p, NULL, &rep);
+    atomic_store(&fail_at, -1);
+    long failed = atomic_load(&failures);
+    cr_assert(rc == 0 || rc == WEFT_ENOMEM, "k=%ld: %d (%s)", k, rc, weft_strerror(rc));
+    if (rc == 0) cr_assert_eq(total, 338350, "the right sum once it runs");
+    if (rc == WEFT_ENOMEM) cr_assert_eq(rep.err, WEFT_ENOMEM);
+    cr_assert_eq(weft_pipeline_destroy(p), 0);
+    cr_assert_eq(weft_ctx_live_count(), 0, "k=%ld: nothing left behind", k);
+    if (failed == 0) break; /* the run made fewer than k+1 allocations: every site was failed once */
+    cr_assert_eq(rc, WEFT_ENOMEM, "k=%ld: the run's failed allocation is reported", k);
+  }
+  cr_assert_lt(k, SWEEP_MAX);
+  cr_assert_gt(k, 2, "the run allocates at several sites");
+  cr_log_info("pipeline run: %ld allocation sites failed one by one", k);
+}
+
+static void *merge_reader(void *arg) {
+  weft_chan *out = arg;
+  int v;
+  int rc;
+  do /* a receive that could not allocate while the test fails allocations is retried */
+    rc = weft_chan_recv(NULL, out, &v);
+  while (rc == 0 || rc == WEFT_ENOMEM);
+  return (void *)(intptr_t)rc;
+}
+
+WEFT_TEST(nomem, merge_tee_close_outputs) {
+  for (int kind = 0; kind < 2; kind++) {
+    weft_chan *a, *b;
+    cr_assert_eq(weft_chan_create(sizeof(int), 1, &a), 0);
+    cr_assert_eq(weft_chan_create(sizeof(int), 1, &b), 0);
+    pthread_t th; /* a reader on the output, already waiting: it must see the channel closed */
+    cr_assert_eq(pthread_create(&th, NULL, merge_reader, b), 0);
+    weft_chan *bs[] = {b};
+    arm(0);
+    int rc = kind == 0 ? weft_chan_merge(NULL, b, (weft_chan *const[]){a}, 1, NULL) : weft_chan_tee(NULL, a, bs, 1, NULL);
+    disarm();
+    cr_assert_eq(rc, WEFT_ENOMEM, "kind %d: %d", kind, rc);
+    cr_assert(weft_chan_closed(b), "kind %d: the output is closed", kind);
+    void *res;
+    pthread_join(th, &res);
+    cr_assert_eq((int)(intptr_t)res, WEFT_ECLOSED, "kind %d: the reader woke on a closed channel", kind);
+    cr_assert_eq(weft_chan_destroy(a), 0);
+    cr_assert_eq(weft_chan_destroy(b), 0);
+  }
+}
+
+WEFT_TEST(nomem, ticker_rearm_failure_closes) {
+  weft_chan *t;
+  cr_assert_eq(weft_chan_tick(WEFT_MS(5), &t), 0);
+  weft_ctx *ctx;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_SEC(30), &ctx), 0);
+  arm(0); /* every allocation fails from now on, the callback thread's re-arm included */
+  int64_t v;
+  int rc;
+  int ticks = 0;
+  while ((rc = weft_chan_recv(ctx, t, &v)) == 0) ticks++;
+  disarm();
+  cr_assert_eq(rc, WEFT_ECLOSED, "the reader wakes on a closed ticker, not on its timeout: %d", rc);
+  cr_assert_leq(ticks, 2, "the ticker stopped at the failed re-arm");
+  cr_assert_gt(atomic_load(&failures), 0);
+  cr_assert_eq(weft_chan_destroy(t), 0);
+  weft_ctx_end(ctx);
 }

@@ -149,7 +149,9 @@ WEFT_API int weft_chan_after(int64_t duration, weft_chan **out);
 /* Creates a ticker channel (capacity 1, element int64_t) that receives weft_now() every `period` ns (Go's
  * time.NewTicker). Ticks are dropped while the previous one is still unread, and a late tick does not
  * make later ones come early. Returns 0, WEFT_EINVAL (out NULL, period <= 0 or WEFT_FOREVER),
- * WEFT_ENOMEM. Destroy with weft_chan_destroy(). If re-arming a tick runs out of memory the ticker stops. */
+ * WEFT_ENOMEM. Destroy with weft_chan_destroy(). If re-arming a tick runs out of memory the ticker stops
+ * and closes its channel: a reader receives the last tick sent, if unread, then WEFT_ECLOSED, so it never
+ * waits forever for a tick that will not come. */
 WEFT_API int weft_chan_tick(int64_t period, weft_chan **out);
 
 /* Stops a timer or ticker channel: no value is sent after this call returns; a value already sent stays
