@@ -29,6 +29,7 @@ struct weft_group {
 int weft_group_create(weft_ctx *parent, size_t limit, weft_group **out) {
   if (out == NULL) return WEFT_EINVAL;
   *out = NULL;
+  if (limit > (size_t)INT64_MAX) return WEFT_EINVAL; /* the limit is a semaphore's int64_t size */
   weft_group *g = calloc(1, sizeof *g);
   if (g == NULL) return WEFT_ENOMEM;
   int rc = weft_ctx_with_cancel(parent ? parent : weft_background(), &g->ctx);

@@ -377,7 +377,11 @@ int weft_pool_create(const weft_pool_opts *opts, weft_pool **out) {
   if (out == NULL) return WEFT_EINVAL;
   *out = NULL;
   if (opts != NULL) o = *opts;
-  if (o.queue_cap == 0 || o.workers > 1024 || o.job_timeout <= 0) return WEFT_EINVAL;
+  /* The bounds keep every size computed from them (the queue's per-worker rounding, its power-of-two
+   * rings, their bytes) far from wrapping. */
+  if (o.queue_cap == 0 || o.queue_cap > WEFT_POOL_MAX_QUEUE || o.workers > WEFT_POOL_MAX_WORKERS ||
+      o.job_timeout <= 0)
+    return WEFT_EINVAL;
   if (o.workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.workers = n > 0 ? (size_t)n : 1;

@@ -597,3 +597,19 @@ WEFT_TEST(ctx, leak_report_names_unreleased_contexts) {
   cr_assert_eq(weft_ctx_leak_report(stderr), 0);
   weft__leaks_enable(false);
 }
+
+/* The parent count of a multi-parent context is range-checked (1..64) before the array is read. */
+WEFT_TEST(ctx, with_parents_count_limits_einval) {
+  weft_ctx *ps[65];
+  for (int i = 0; i < 65; i++) ps[i] = weft_background();
+  weft_ctx *m;
+  static const size_t bad[] = {0, 65, (size_t)1 << 62, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cr_assert_eq(weft_ctx_with_parents(ps, bad[i], &m), WEFT_EINVAL, "n %zu", bad[i]);
+    cr_assert_null(m);
+  }
+  cr_assert_eq(weft_ctx_with_parents(ps, 1, &m), 0);
+  weft_ctx_end(m);
+  cr_assert_eq(weft_ctx_with_parents(ps, 64, &m), 0);
+  weft_ctx_end(m);
+}

@@ -385,3 +385,14 @@ WEFT_TEST(timer, churn_with_leak_tracking) {
   cr_assert_eq(weft_ctx_leak_report(stderr), 0);
   weft__leaks_enable(false);
 }
+
+/* The case count is range-checked (at most 2^24), before anything is read from the cases. */
+WEFT_TEST(select, case_count_limit_einval) {
+  weft_select_case c[1];
+  static const size_t bad[] = {((size_t)1 << 24) + 1, (size_t)1 << 62, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cr_assert_eq(weft_select_try(c, bad[i]), WEFT_EINVAL, "n %zu", bad[i]);
+    cr_assert_eq(weft_select_until(c, bad[i], weft_now()), WEFT_EINVAL);
+    cr_assert_eq(weft_select(NULL, c, bad[i]), WEFT_EINVAL);
+  }
+}

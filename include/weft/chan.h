@@ -39,7 +39,8 @@ typedef struct weft_chan weft_chan;
 
 typedef struct weft_chan_opts {
   size_t elem_size; /* bytes per element; must be > 0 */
-  size_t capacity;  /* elements buffered; 0 = rendezvous */
+  size_t capacity;  /* elements buffered; 0 = rendezvous. At most such that the buffer, capacity slots of
+                     * elem_size rounded up to 8 plus 8 bytes each, stays within PTRDIFF_MAX / 2 bytes */
   /* Optional: called once for every element still buffered when the channel is destroyed, in FIFO
    * order, on the destroying thread, with a pointer to the element (valid during the call only). */
   void (*release)(void *elem, void *arg);
@@ -49,8 +50,8 @@ typedef struct weft_chan_opts {
 #define WEFT_CHAN_OPTS_INIT {0, 0, NULL, NULL}
 
 /* Creates a channel of `capacity` elements of `elem_size` bytes and stores it in *out. Returns 0,
- * WEFT_EINVAL (out NULL, elem_size 0, elem_size * capacity overflows; *out is set to NULL when out is
- * not NULL), WEFT_ENOMEM. The caller owns the channel and frees it with weft_chan_destroy(). */
+ * WEFT_EINVAL (out NULL, elem_size 0, a buffer over the bound given at weft_chan_opts.capacity; *out is
+ * set to NULL when out is not NULL), WEFT_ENOMEM. The caller owns the channel and frees it with weft_chan_destroy(). */
 WEFT_API int weft_chan_create(size_t elem_size, size_t capacity, weft_chan **out);
 /* As weft_chan_create(), with options (NULL opts gives WEFT_EINVAL). */
 WEFT_API int weft_chan_create_opts(const weft_chan_opts *opts, weft_chan **out);
@@ -130,7 +131,7 @@ typedef struct weft_select_case {
  * written). Returns WEFT_ECANCELED / WEFT_EDEADLINE when ctx ends first (also when done on entry);
  * WEFT_EINVAL (cases NULL with n > 0, a bad op, a send case with a NULL elem); WEFT_ENOMEM (n > 16 needs
  * a small allocation). With no enabled case it waits for ctx alone. Thread safety: any thread; the same
- * channel may appear in several cases. */
+ * channel may appear in several cases. n is at most 2^24 (WEFT_EINVAL beyond). */
 WEFT_API int weft_select(weft_ctx *ctx, weft_select_case *cases, size_t n);
 /* As weft_select() without a context, giving up at `deadline` with WEFT_ETIMEDOUT. */
 WEFT_API int weft_select_until(weft_select_case *cases, size_t n, int64_t deadline);

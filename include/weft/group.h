@@ -24,7 +24,7 @@ extern "C" {
 
 typedef struct weft_sem weft_sem;
 
-/* Creates a semaphore with `size` units, all free. Returns 0, WEFT_EINVAL (size <= 0 or NULL out),
+/* Creates a semaphore with `size` units (1 to INT64_MAX), all free. Returns 0, WEFT_EINVAL (size <= 0 or NULL out),
  * WEFT_ENOMEM. */
 WEFT_API int weft_sem_create(int64_t size, weft_sem **out);
 /* Frees it. No thread may be waiting on it or use it afterwards. NULL is a no-op. */
@@ -48,7 +48,8 @@ typedef struct weft_group weft_group;
 
 /* Creates a group whose context derives from `parent` (NULL = weft_background()) and is cancelled by the
  * first function returning non-zero (and by weft_group_wait). `limit` bounds how many functions run at
- * once (0 = no limit). Returns 0, WEFT_EINVAL (NULL out), WEFT_ENOMEM. */
+ * once (0 = no limit; at most INT64_MAX). Returns 0, WEFT_EINVAL (NULL out, limit over INT64_MAX),
+ * WEFT_ENOMEM. */
 WEFT_API int weft_group_create(weft_ctx *parent, size_t limit, weft_group **out);
 
 /* The group's context (borrowed; valid until weft_group_destroy). Pass it to what the functions call. */
