@@ -51,7 +51,8 @@ typedef struct weft_chan_opts {
 
 /* Creates a channel of `capacity` elements of `elem_size` bytes and stores it in *out. Returns 0,
  * WEFT_EINVAL (out NULL, elem_size 0, a buffer over the bound given at weft_chan_opts.capacity; *out is
- * set to NULL when out is not NULL), WEFT_ENOMEM. The caller owns the channel and frees it with weft_chan_destroy(). */
+ * set to NULL when out is not NULL), WEFT_ENOMEM. The caller owns the channel and frees it with
+ * weft_chan_destroy(). */
 WEFT_API int weft_chan_create(size_t elem_size, size_t capacity, weft_chan **out);
 /* As weft_chan_create(), with options (NULL opts gives WEFT_EINVAL). */
 WEFT_API int weft_chan_create_opts(const weft_chan_opts *opts, weft_chan **out);

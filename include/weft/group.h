@@ -24,8 +24,8 @@ extern "C" {
 
 typedef struct weft_sem weft_sem;
 
-/* Creates a semaphore with `size` units (1 to INT64_MAX), all free. Returns 0, WEFT_EINVAL (size <= 0 or NULL out),
- * WEFT_ENOMEM. */
+/* Creates a semaphore with `size` units (1 to INT64_MAX), all free. Returns 0, WEFT_EINVAL (size <= 0 or
+ * NULL out), WEFT_ENOMEM. */
 WEFT_API int weft_sem_create(int64_t size, weft_sem **out);
 /* Frees it. No thread may be waiting on it or use it afterwards. NULL is a no-op. */
 WEFT_API void weft_sem_destroy(weft_sem *s);
