@@ -488,3 +488,32 @@ WEFT_TEST(chan, destroy_with_a_blocked_thread_is_ebusy) {
   cr_assert_eq(a[0].rc, WEFT_ECLOSED);
   cr_assert_eq(weft_chan_destroy(ch), 0);
 }
+
+/* Sizes are range-checked: a buffer whose bytes would wrap or pass the documented bound is WEFT_EINVAL. */
+WEFT_TEST(chan, create_size_limits_einval) {
+  static const size_t huge[] = {SIZE_MAX, SIZE_MAX - 7, ((size_t)1 << 63) + 5, (size_t)1 << 62};
+  weft_chan *ch;
+  cr_assert_eq(weft_chan_create(0, 1, &ch), WEFT_EINVAL);
+  cr_assert_null(ch);
+  for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+    cr_assert_eq(weft_chan_create(1, huge[i], &ch), WEFT_EINVAL, "capacity %zu", huge[i]);
+    cr_assert_null(ch);
+    cr_assert_eq(weft_chan_create(huge[i], 1, &ch), WEFT_EINVAL, "elem_size %zu", huge[i]);
+    cr_assert_eq(weft_chan_create(huge[i], huge[i], &ch), WEFT_EINVAL);
+  }
+  cr_assert_eq(weft_chan_create(1, SIZE_MAX >> 3, &ch), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_create(1, (SIZE_MAX >> 3) + 1, &ch), WEFT_EINVAL);
+  /* (elem_size rounded to 8, + 8) * capacity: 16 * 2^58 is PTRDIFF_MAX / 2 + 1; one less slot is allowed
+   * (and then cannot be allocated). */
+  cr_assert_eq(weft_chan_create(8, (size_t)1 << 58, &ch), WEFT_EINVAL);
+  int rc = weft_chan_create(8, ((size_t)1 << 58) - 1, &ch);
+  cr_assert(rc == WEFT_ENOMEM || rc == 0, "%d", rc);
+  if (rc == 0) weft_chan_destroy(ch);
+  /* A size that wraps when rounded up to 8. */
+  cr_assert_eq(weft_chan_create(SIZE_MAX - 3, 0, &ch), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_create(1, 1, &ch), 0);
+  int v = 1;
+  cr_assert_eq(weft_chan_try_send(ch, &v), 0);
+  cr_assert_eq(weft_chan_try_send(ch, &v), WEFT_EFULL);
+  cr_assert_eq(weft_chan_destroy(ch), 0);
+}

@@ -814,3 +814,20 @@ WEFT_TEST(ctx, signal_numbers_that_cannot_fire_are_refused) {
   cr_assert_eq(weft_ctx_cause(c), WEFT_SIGNAL_CAUSE(SIGRTMAX));
   weft_ctx_end(c_cancel);
 }
+
+/* The parent count of a multi-parent context is range-checked (1..64) before the array is read. */
+WEFT_TEST(ctx, with_parents_count_limits_einval) {
+  weft_ctx *ps[65];
+  for (int i = 0; i < 65; i++) ps[i] = weft_background();
+  weft_ctx *m;
+  weft_cancel *m_cancel = NULL;
+  static const size_t bad[] = {0, 65, (size_t)1 << 62, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cr_assert_eq(weft_ctx_with_parents(ps, bad[i], &m, &m_cancel), WEFT_EINVAL, "n %zu", bad[i]);
+    cr_assert_null(m);
+  }
+  cr_assert_eq(weft_ctx_with_parents(ps, 1, &m, &m_cancel), 0);
+  weft_ctx_end(m_cancel);
+  cr_assert_eq(weft_ctx_with_parents(ps, 64, &m, &m_cancel), 0);
+  weft_ctx_end(m_cancel);
+}

@@ -135,3 +135,28 @@ WEFT_TEST(group, huge_limit_is_refused) {
   cr_assert_null(g);
   cr_assert_eq(weft_group_create(NULL, (size_t)INT64_MAX + 1, &g), WEFT_EINVAL);
 }
+
+/* Counts are range-checked: a group limit beyond INT64_MAX (a semaphore's size) is WEFT_EINVAL; the
+ * largest semaphore works at its edges without wrapping. */
+WEFT_TEST(group, size_limits_einval) {
+  weft_group *g = (weft_group *)1;
+  cr_assert_eq(weft_group_create(NULL, SIZE_MAX, &g), WEFT_EINVAL);
+  cr_assert_null(g);
+  cr_assert_eq(weft_group_create(NULL, (size_t)INT64_MAX + 1, &g), WEFT_EINVAL);
+  cr_assert_eq(weft_group_create(NULL, (size_t)INT64_MAX, &g), 0);
+  cr_assert_eq(weft_group_wait(g), 0);
+  weft_group_destroy(g);
+  weft_sem *s;
+  cr_assert_eq(weft_sem_create(0, &s), WEFT_EINVAL);
+  cr_assert_eq(weft_sem_create(INT64_MIN, &s), WEFT_EINVAL);
+  cr_assert_eq(weft_sem_create(INT64_MAX, &s), 0);
+  cr_assert_eq(weft_sem_try_acquire(s, INT64_MAX), 0);
+  cr_assert_eq(weft_sem_try_acquire(s, 1), WEFT_EFULL);
+  cr_assert_eq(weft_sem_release(s, INT64_MAX), 0);
+  cr_assert_eq(weft_sem_release(s, 1), WEFT_EINVAL, "releasing more than held");
+  cr_assert_eq(weft_sem_try_acquire(s, 1), 0);
+  cr_assert_eq(weft_sem_try_acquire(s, INT64_MAX), WEFT_EFULL);
+  cr_assert_eq(weft_sem_try_acquire(s, INT64_MAX - 1), 0);
+  cr_assert_eq(weft_sem_release(s, INT64_MAX), 0);
+  weft_sem_destroy(s);
+}

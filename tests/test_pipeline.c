@@ -616,3 +616,111 @@ WEFT_TEST(pipeline, huge_sizes_are_refused) {
   }
   weft_pipeline_destroy(p);
 }
+
+/* Adds a source (item int64_t) and then a stage of `kind` with options o; returns the stage's result. */
+static int add_with(int kind, const weft_stage_opts *o) {
+  weft_pipeline *p;
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
+  int rc;
+  if (kind == WEFT_STAGE_SOURCE) {
+    rc = weft_pipeline_source(p, o, src_range, NULL);
+  } else {
+    weft_stage_opts s = opts_src();
+    cr_assert_eq(weft_pipeline_source(p, &s, src_range, NULL), 0);
+    rc = kind == WEFT_STAGE_MAP ? weft_pipeline_map(p, o, map_square, NULL)
+                                : weft_pipeline_batch(p, o, batch_record, NULL);
+  }
+  cr_assert_eq(weft_pipeline_destroy(p), 0);
+  return rc;
+}
+
+/* Every size and count of the stage options is range-checked against its documented maximum: beyond it
+ * WEFT_EINVAL, never a wrapped size (out_capacity SIZE_MAX once wrapped to a channel of capacity 0). */
+WEFT_TEST(pipeline, stage_size_limits_einval) {
+  static const size_t huge[] = {SIZE_MAX, SIZE_MAX - 1, ((size_t)1 << 63) + 5, (size_t)1 << 62};
+  for (int kind = WEFT_STAGE_SOURCE; kind <= WEFT_STAGE_MAP; kind++) {
+    weft_stage_opts o = kind == WEFT_STAGE_SOURCE ? opts_src() : (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
+    weft_stage_opts t = o;
+    t.out_capacity = 0;
+    cr_assert_eq(add_with(kind, &t), WEFT_EINVAL);
+    t.out_capacity = WEFT_STAGE_MAX_CAPACITY + 1;
+    cr_assert_eq(add_with(kind, &t), WEFT_EINVAL);
+    for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+      t.out_capacity = huge[i];
+      cr_assert_eq(add_with(kind, &t), WEFT_EINVAL, "kind %d, out_capacity %zu", kind, huge[i]);
+      t.out_capacity = 1;
+      t.burst = huge[i];
+      cr_assert_eq(add_with(kind, &t), WEFT_EINVAL, "burst %zu", huge[i]);
+      t.burst = 0;
+      t.item_size = huge[i];
+      cr_assert_eq(add_with(kind, &t), WEFT_EINVAL, "item_size %zu", huge[i]);
+      t = o;
+    }
+    t.out_capacity = 1;
+    cr_assert_eq(add_with(kind, &t), 0);
+    t.out_capacity = WEFT_STAGE_MAX_CAPACITY;
+    cr_assert_eq(add_with(kind, &t), 0);
+    t = o;
+    t.burst = WEFT_STAGE_MAX_BURST;
+    cr_assert_eq(add_with(kind, &t), 0);
+    t.burst = WEFT_STAGE_MAX_BURST + 1;
+    cr_assert_eq(add_with(kind, &t), WEFT_EINVAL);
+    t = o;
+    t.item_size = WEFT_STAGE_MAX_ITEM_SIZE;
+    cr_assert_eq(add_with(kind, &t), 0);
+    t.item_size = WEFT_STAGE_MAX_ITEM_SIZE + 1;
+    cr_assert_eq(add_with(kind, &t), WEFT_EINVAL);
+  }
+  weft_stage_opts m = WEFT_STAGE_OPTS_INIT;
+  static const size_t bad_workers[] = {0, WEFT_STAGE_MAX_WORKERS + 1, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad_workers / sizeof *bad_workers; i++) {
+    m.workers = bad_workers[i];
+    cr_assert_eq(add_with(WEFT_STAGE_MAP, &m), WEFT_EINVAL, "workers %zu", bad_workers[i]);
+  }
+  m.workers = WEFT_STAGE_MAX_WORKERS;
+  cr_assert_eq(add_with(WEFT_STAGE_MAP, &m), 0);
+  m = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
+  m.ordered = true;
+  m.workers = 2;
+  static const size_t bad_windows[] = {0, WEFT_STAGE_MAX_WINDOW + 1, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad_windows / sizeof *bad_windows; i++) {
+    m.reorder_window = bad_windows[i];
+    cr_assert_eq(add_with(WEFT_STAGE_MAP, &m), WEFT_EINVAL, "reorder_window %zu", bad_windows[i]);
+  }
+  m.reorder_window = 1;
+  cr_assert_eq(add_with(WEFT_STAGE_MAP, &m), 0);
+  m.reorder_window = WEFT_STAGE_MAX_WINDOW;
+  cr_assert_eq(add_with(WEFT_STAGE_MAP, &m), 0);
+  weft_stage_opts b = WEFT_STAGE_OPTS_INIT;
+  static const size_t bad_counts[] = {0, WEFT_STAGE_MAX_BATCH + 1, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad_counts / sizeof *bad_counts; i++) {
+    b.batch_count = bad_counts[i];
+    cr_assert_eq(add_with(WEFT_STAGE_BATCH, &b), WEFT_EINVAL, "batch_count %zu", bad_counts[i]);
+  }
+  b.batch_count = 1;
+  cr_assert_eq(add_with(WEFT_STAGE_BATCH, &b), 0);
+  b.batch_count = WEFT_STAGE_MAX_BATCH;
+  cr_assert_eq(add_with(WEFT_STAGE_BATCH, &b), 0);
+
+  /* The smallest capacity runs, through every stage, with every item. */
+  weft_pipeline *p;
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
+  range r = {1, 1000};
+  weft_stage_opts s = opts_src();
+  s.out_capacity = 1;
+  cr_assert_eq(weft_pipeline_source(p, &s, src_range, &r), 0);
+  weft_stage_opts q = WEFT_STAGE_OPTS_INIT;
+  q.out_capacity = 1;
+  q.workers = 2;
+  cr_assert_eq(weft_pipeline_map(p, &q, map_add10, NULL), 0);
+  collect c;
+  collect_init(&c, 1000);
+  cr_assert_eq(weft_pipeline_sink(p, NULL, sink_collect, &c), 0);
+  cr_assert_eq(weft_pipeline_run(p, NULL, NULL), 0);
+  cr_assert_eq(c.n, 1000);
+  int64_t total = 0;
+  for (size_t i = 0; i < c.n; i++) total += c.v[i];
+  cr_assert_eq(total, 500500 + 10000);
+  free(c.v);
+  cr_assert_eq(weft_pipeline_destroy(p), 0);
+}

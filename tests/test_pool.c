@@ -461,3 +461,53 @@ WEFT_TEST(pool, future_single_release_before_or_after_the_end) {
   cr_assert_eq(rep.completed + rep.failed, 2, "both ran");
   weft_pool_destroy(p, NULL);
 }
+
+/* Sizes from users are range-checked: a queue capacity or worker count beyond its documented maximum is
+ * WEFT_EINVAL, never a wrapped size (queue_cap near SIZE_MAX once looped forever, wrapped into a buffer
+ * overrun or made a pool of capacity 0, depending on the worker count). */
+WEFT_TEST(pool, create_size_limits_einval) {
+  static const size_t bad_caps[] = {0,
+                                    WEFT_POOL_MAX_QUEUE + 1,
+                                    (size_t)1 << 60,
+                                    ((size_t)1 << 62) + 1,
+                                    ((size_t)1 << 63) + 5,
+                                    SIZE_MAX - 1,
+                                    SIZE_MAX};
+  for (size_t w = 1; w <= 3; w++)
+    for (size_t i = 0; i < sizeof bad_caps / sizeof *bad_caps; i++) {
+      weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+      o.workers = w;
+      o.queue_cap = bad_caps[i];
+      weft_pool *p = (weft_pool *)&o;
+      cr_assert_eq(weft_pool_create(&o, &p), WEFT_EINVAL, "workers %zu, queue_cap %zu", w, bad_caps[i]);
+      cr_assert_null(p);
+    }
+  static const size_t bad_workers[] = {WEFT_POOL_MAX_WORKERS + 1, (size_t)1 << 32, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad_workers / sizeof *bad_workers; i++) {
+    weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+    o.workers = bad_workers[i];
+    weft_pool *p;
+    cr_assert_eq(weft_pool_create(&o, &p), WEFT_EINVAL, "workers %zu", bad_workers[i]);
+    cr_assert_null(p);
+  }
+  /* The edges that are allowed: 1, and the maximum with worker counts that round it up. */
+  static const size_t good_caps[] = {1, 2, WEFT_POOL_MAX_QUEUE - 1, WEFT_POOL_MAX_QUEUE};
+  for (size_t w = 1; w <= 3; w++)
+    for (size_t i = 0; i < sizeof good_caps / sizeof *good_caps; i++) {
+      weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+      o.workers = w;
+      o.queue_cap = good_caps[i];
+      weft_pool *p;
+      int rc = weft_pool_create(&o, &p);
+      cr_assert(rc == 0 || rc == WEFT_ENOMEM, "workers %zu, queue_cap %zu: %d", w, good_caps[i], rc);
+      if (rc != 0) continue;
+      size_t cap = weft_pool_capacity(p);
+      cr_assert(cap >= good_caps[i] && cap < good_caps[i] + w, "capacity %zu for %zu", cap, good_caps[i]);
+      static _Atomic int sink;
+      cr_assert_eq(weft_pool_submit(p, NULL, noop_job, &sink), 0);
+      cr_assert_eq(weft_pool_wait_all(p, NULL), 0);
+      weft_pool_report rep;
+      weft_pool_destroy(p, &rep);
+      cr_assert_eq(rep.completed, 1);
+    }
+}

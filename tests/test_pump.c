@@ -165,3 +165,22 @@ WEFT_TEST(pump, bad_input_einval) {
   weft_chan_destroy(b);
   weft_chan_destroy(c4);
 }
+
+/* The channel count of merge, tee and pumps is range-checked (1..64) before the array is read. */
+WEFT_TEST(pump, channel_count_limits_einval) {
+  weft_chan *a;
+  cr_assert_eq(weft_chan_create(sizeof(int), 1, &a), 0);
+  weft_chan *bs[1] = {a};
+  static const size_t bad[] = {0, 65, (size_t)1 << 62, SIZE_MAX};
+  weft_pump_opts keep = WEFT_PUMP_OPTS_INIT;
+  keep.keep_open = true;
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cr_assert_eq(weft_chan_merge(NULL, a, bs, bad[i], &keep), WEFT_EINVAL, "n %zu", bad[i]);
+    cr_assert_eq(weft_chan_tee(NULL, a, bs, bad[i], &keep), WEFT_EINVAL);
+    weft_chan_pump *pu;
+    cr_assert_eq(weft_chan_merge_start(NULL, a, bs, bad[i], &keep, &pu), WEFT_EINVAL);
+    cr_assert_null(pu);
+  }
+  cr_assert_not(weft_chan_closed(a));
+  cr_assert_eq(weft_chan_destroy(a), 0);
+}

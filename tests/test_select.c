@@ -331,3 +331,14 @@ WEFT_TEST(select, uniform_among_ready_cases_other_shapes) {
   check_uniform(17, (size_t[]){0, 16}, 2, false, false, 20000);    /* past the on-stack order */
   check_uniform(17, (size_t[]){5, 6, 9, 10}, 4, false, true, 40000);
 }
+
+/* The case count is range-checked (at most 2^24), before anything is read from the cases. */
+WEFT_TEST(select, case_count_limit_einval) {
+  weft_select_case c[1];
+  static const size_t bad[] = {((size_t)1 << 24) + 1, (size_t)1 << 62, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cr_assert_eq(weft_try_select(c, bad[i]), WEFT_EINVAL, "n %zu", bad[i]);
+    cr_assert_eq(weft_select_until(c, bad[i], weft_now()), WEFT_EINVAL);
+    cr_assert_eq(weft_select(NULL, c, bad[i]), WEFT_EINVAL);
+  }
+}

@@ -40,7 +40,8 @@ typedef struct weft_chan weft_chan;
 
 typedef struct weft_chan_opts {
   size_t elem_size; /* bytes per element; must be > 0 */
-  size_t capacity;  /* elements buffered; 0 = rendezvous */
+  size_t capacity;  /* elements buffered; 0 = rendezvous. At most such that the buffer, capacity slots of
+                     * elem_size rounded up to 8 plus 8 bytes each, stays within PTRDIFF_MAX / 2 bytes */
   /* Optional: called once for every element still buffered when the channel is destroyed, in FIFO
    * order, on the destroying thread, with a pointer to the element (valid during the call only). */
   weft_discard_fn discard;
@@ -50,8 +51,9 @@ typedef struct weft_chan_opts {
 #define WEFT_CHAN_OPTS_INIT {0, 0, NULL, NULL}
 
 /* Creates a channel of `capacity` elements of `elem_size` bytes and stores it in *out. Returns 0,
- * WEFT_EINVAL (out NULL, elem_size 0, elem_size * capacity overflows; *out is set to NULL when out is
- * not NULL), WEFT_ENOMEM. The caller owns the channel and frees it with weft_chan_destroy(). */
+ * WEFT_EINVAL (out NULL, elem_size 0, a buffer over the bound given at weft_chan_opts.capacity; *out is
+ * set to NULL when out is not NULL), WEFT_ENOMEM. The caller owns the channel and frees it with
+ * weft_chan_destroy(). */
 WEFT_API int weft_chan_create(size_t elem_size, size_t capacity, weft_chan **out);
 /* As weft_chan_create(), with options (NULL opts gives WEFT_EINVAL). */
 WEFT_API int weft_chan_create_opts(const weft_chan_opts *opts, weft_chan **out);
@@ -152,7 +154,9 @@ WEFT_API int weft_chan_after(int64_t duration, weft_chan **out);
 /* Creates a ticker channel (capacity 1, element int64_t) that receives weft_now() every `period` ns (Go's
  * time.NewTicker). Ticks are dropped while the previous one is still unread, and a late tick does not
  * make later ones come early. Returns 0, WEFT_EINVAL (out NULL, period <= 0 or WEFT_FOREVER),
- * WEFT_ENOMEM. Destroy with weft_chan_destroy(). If re-arming a tick runs out of memory the ticker stops. */
+ * WEFT_ENOMEM. Destroy with weft_chan_destroy(). If re-arming a tick runs out of memory the ticker stops
+ * and closes its channel: a reader receives the last tick sent, if unread, then WEFT_ECLOSED, so it never
+ * waits forever for a tick that will not come. */
 WEFT_API int weft_chan_tick(int64_t period, weft_chan **out);
 
 /* Stops a timer or ticker channel: no value is sent after this call returns; a value already sent stays

@@ -130,29 +130,42 @@ WEFT_API int weft_pipeline_destroy(weft_pipeline *p);
 
 /* ---- stages --------------------------------------------------------------------------------------- */
 
+/* The largest values the stage options accept; beyond them, WEFT_EINVAL. They keep every size derived from
+ * them (bursts in bytes, channel slots, reorder windows, batch groups) far from wrapping. */
+#define WEFT_STAGE_MAX_WORKERS 4096
+#define WEFT_STAGE_MAX_WINDOW ((size_t)1 << 20)
+#define WEFT_STAGE_MAX_CAPACITY ((size_t)1 << 30)
+#define WEFT_STAGE_MAX_ITEM_SIZE ((size_t)1 << 30)
+#define WEFT_STAGE_MAX_BURST ((size_t)1 << 20)
+#define WEFT_STAGE_MAX_BATCH ((size_t)1 << 24)
+
 typedef struct weft_stage_opts {
   const char *name;      /* for reports and stats (copied). NULL: "source", "stage 2", "sink", ... */
-  size_t workers;        /* threads running the function (fan-out); 1 .. 4096 */
+  size_t workers;        /* threads running the function (fan-out); 1 to WEFT_STAGE_MAX_WORKERS */
   bool ordered;          /* emit outputs in input order (map, filter, flat_map) */
-  size_t reorder_window; /* ordered stages: bursts that may finish ahead of the oldest unfinished; 1 .. 2^20 */
-  size_t out_capacity;   /* items buffered between this stage and the next (rounded up to whole bursts);
-                          * 1 .. 2^30 */
-  size_t item_size;      /* bytes per output item, at most 2^30. Sources: required (> 0). map, flat_map, batch: 0 means
-                          * "same item type as the input" (same size and discard hook). Filter: must be 0. */
+  size_t reorder_window; /* ordered stages: bursts that may finish ahead of the oldest unfinished; 1 to
+                          * WEFT_STAGE_MAX_WINDOW */
+  size_t out_capacity;   /* items buffered between this stage and the next (rounded up to whole bursts); 1 to
+                          * WEFT_STAGE_MAX_CAPACITY. A run whose buffers cannot be allocated returns
+                          * WEFT_ENOMEM (or WEFT_EINVAL when a channel's bytes would pass PTRDIFF_MAX / 2). */
+  size_t item_size;      /* bytes per output item, at most WEFT_STAGE_MAX_ITEM_SIZE. Sources: required (> 0).
+                          * map, flat_map, batch: 0 means "same item type as the input" (same size and
+                          * discard hook). Filter: must be 0. */
   weft_discard_fn discard; /* for pointer items this stage outputs: receives every item the pipeline
                           * will not deliver; NULL: plain values (or, with item_size 0, the input's hook).
                           * May run on any of the run's threads; must not call into the pipeline. */
   void *discard_arg;
-  size_t burst;          /* most items per hand-off to the next stage (at most 2^20); 0: automatic (up to
-                          * 128, fewer for items over 64 bytes, at most out_capacity / 2); 1: no bursts */
-  size_t batch_count;    /* batch stages: most items per group, 1 .. 2^24 */
+  size_t burst;          /* most items per hand-off to the next stage, at most WEFT_STAGE_MAX_BURST; 0: automatic
+                          * (up to 128, fewer for items over 64 bytes, at most out_capacity / 2); 1: no bursts */
+  size_t batch_count;    /* batch stages: most items per group, 1 to WEFT_STAGE_MAX_BATCH */
   int64_t batch_time;    /* batch stages: a group is handed over at most this many ns after its first
                           * item arrived (WEFT_FOREVER: only when full or at end of input) */
 } weft_stage_opts;
 #define WEFT_STAGE_OPTS_INIT {NULL, 1, false, 16, 256, 0, NULL, NULL, 0, 64, WEFT_FOREVER}
 
 /* Each of these adds a stage after the ones already added and returns 0, or WEFT_EINVAL (p or fn NULL,
- * a size outside the range its option states, a missing or invalid item_size,
+ * a size outside the range its option states (the WEFT_STAGE_MAX_* bounds), a missing or invalid
+ * item_size,
  * ordered on a source, a batch stage or a sink, batch_count 0, batch_time <= 0), WEFT_ESTATE (added after
  * the sink or after a run started; a source after a stage; a stage before any source), WEFT_ENOMEM.
  * NULL opts means WEFT_STAGE_OPTS_INIT. fn and arg must stay valid until the run returns.

@@ -43,9 +43,11 @@ typedef struct weft_future weft_future;
 /* ---- creation ----------------------------------------------------------------------------------- */
 
 typedef struct weft_pool_opts {
-  size_t workers;      /* worker threads; 0 = the number of online CPUs. More than 1024: WEFT_EINVAL */
+  size_t workers;      /* worker threads; 0 = the number of online CPUs. More than WEFT_POOL_MAX_WORKERS
+                        * (1024): WEFT_EINVAL */
   size_t queue_cap;    /* jobs queued (not yet started) at most, in all: exactly this many (jobs a worker
-                        * has claimed but not started are not queued); 1 .. 2^30, else WEFT_EINVAL */
+                        * has claimed but not started are not queued); 1 to WEFT_POOL_MAX_QUEUE (2^22),
+                        * else WEFT_EINVAL */
   weft_ctx *parent;    /* the pool's context derives from it (NULL = weft_background()); the pool holds a
                         * reference. Once it is done, jobs that have not started are discarded. */
   int64_t job_timeout; /* default per-job timeout, counted from the job's start; WEFT_FOREVER = none */
@@ -58,11 +60,14 @@ typedef struct weft_pool_opts {
 } weft_pool_opts;
 
 #define WEFT_POOL_DEFAULT_QUEUE 1024
+#define WEFT_POOL_MAX_WORKERS 1024
+#define WEFT_POOL_MAX_QUEUE ((size_t)1 << 22) /* the queue's slots take 32 bytes a job */
 #define WEFT_POOL_OPTS_INIT {0, WEFT_POOL_DEFAULT_QUEUE, NULL, WEFT_FOREVER, NULL, NULL, WEFT_MS(100)}
 
 /* Creates a pool and starts its workers. `opts` NULL means WEFT_POOL_OPTS_INIT. Returns 0 and stores the
- * pool in *out; WEFT_EINVAL (NULL out, queue_cap 0 or over 2^30, workers > 1024, job_timeout <= 0,
- * settle < 0), WEFT_ENOMEM, WEFT_ESYS (a thread could not be started); on error *out is NULL and nothing is left running. */
+ * pool in *out; WEFT_EINVAL (NULL out, queue_cap 0 or > WEFT_POOL_MAX_QUEUE, workers > WEFT_POOL_MAX_WORKERS,
+ * job_timeout <= 0, settle < 0), WEFT_ENOMEM, WEFT_ESYS (a thread could not be started); on error *out is
+ * NULL and nothing is left running. */
 WEFT_API int weft_pool_create(const weft_pool_opts *opts, weft_pool **out);
 
 /* The pool's context (borrowed: valid until weft_pool_destroy). Cancelled by shutdown; a job's context is

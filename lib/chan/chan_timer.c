@@ -50,7 +50,7 @@ static int timer_arm(struct chan_timer *t) {
 static void timer_fire(void *arg) {
   struct chan_timer *t = arg;
   weft_chan *ch = t->ch;
-  bool rearmed = false;
+  bool rearmed = false, lost = false;
   pthread_mutex_lock(&t->mu);
   weft_ctx *c = t->armed;
   weft_after *h = t->handle;
@@ -65,11 +65,14 @@ static void timer_fire(void *arg) {
       t->next += t->period;
       if (t->next <= now) t->next += ((now - t->next) / t->period + 1) * t->period;
       rearmed = timer_arm(t) == 0;
-      if (!rearmed) t->stopped = true; /* out of memory: the ticker stops (documented) */
+      if (!rearmed) t->stopped = lost = true; /* out of memory: the ticker stops and closes (documented) */
     }
   }
   pthread_mutex_unlock(&t->mu);
   weft_ctx_release(c);
+  /* A ticker that can no longer tick closes its channel, so a reader waiting for the next tick wakes
+   * (WEFT_ECLOSED once the last value is read) instead of waiting forever. Still holding our reference. */
+  if (lost) (void)weft_chan_close(ch);
   if (!rearmed) weft__chan_unref(ch);
 }
 

@@ -24,11 +24,9 @@ typedef struct weft__jobq weft__jobq;
 
 /* The most jobs one weft__jobq_get() hands a worker at a time. */
 #define WEFT__JOBQ_BATCH 16
-/* The largest capacity a queue may have (weft_pool_opts.queue_cap's documented maximum). */
-#define WEFT__JOBQ_MAX ((size_t)1 << 30)
 
 /* Creates a queue of `nlanes` lanes (one per worker) holding exactly `cap` jobs in all (split as evenly as
- * it goes). cap must be at most WEFT__JOBQ_MAX (the caller checks). Returns 0, WEFT_ENOMEM. */
+ * it goes). cap is at most WEFT_POOL_MAX_QUEUE (the caller checks). Returns 0, WEFT_ENOMEM. */
 int weft__jobq_create(weft__jobq **out, unsigned nlanes, size_t cap);
 /* Frees the queue. No thread may use it any more. */
 void weft__jobq_destroy(weft__jobq *q);

@@ -394,7 +394,8 @@ int weft_pool_create(const weft_pool_opts *opts, weft_pool **out) {
   if (out == NULL) return WEFT_EINVAL;
   *out = NULL;
   if (opts != NULL) o = *opts;
-  if (o.queue_cap == 0 || o.queue_cap > WEFT__JOBQ_MAX || o.workers > 1024 || o.job_timeout <= 0 || o.settle < 0)
+  if (o.queue_cap == 0 || o.queue_cap > WEFT_POOL_MAX_QUEUE || o.workers > WEFT_POOL_MAX_WORKERS ||
+      o.job_timeout <= 0 || o.settle < 0)
     return WEFT_EINVAL;
   if (o.workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

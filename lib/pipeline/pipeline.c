@@ -53,12 +53,13 @@ int weft_pipeline_destroy(weft_pipeline *p) {
 
 /* Checks the options of a stage of `kind` against the pipeline so far. */
 static int check(const weft_pipeline *p, int kind, const weft_stage_opts *o) {
-  if (o->workers == 0 || o->workers > 4096) return WEFT_EINVAL;
-  if (o->item_size > ((size_t)1 << 30) || o->burst > ((size_t)1 << 20)) return WEFT_EINVAL;
-  if (kind != WEFT_STAGE_SINK && (o->out_capacity == 0 || o->out_capacity > ((size_t)1 << 30))) return WEFT_EINVAL;
+  if (o->workers == 0 || o->workers > WEFT_STAGE_MAX_WORKERS) return WEFT_EINVAL;
+  if (o->item_size > WEFT_STAGE_MAX_ITEM_SIZE || o->burst > WEFT_STAGE_MAX_BURST) return WEFT_EINVAL;
+  if (kind != WEFT_STAGE_SINK && (o->out_capacity == 0 || o->out_capacity > WEFT_STAGE_MAX_CAPACITY))
+    return WEFT_EINVAL;
   if (o->ordered) {
     if (kind != WEFT_STAGE_MAP && kind != WEFT_STAGE_FILTER && kind != WEFT_STAGE_FLAT_MAP) return WEFT_EINVAL;
-    if (o->reorder_window == 0 || o->reorder_window > ((size_t)1 << 20)) return WEFT_EINVAL;
+    if (o->reorder_window == 0 || o->reorder_window > WEFT_STAGE_MAX_WINDOW) return WEFT_EINVAL;
   }
   if (kind == WEFT_STAGE_SOURCE) {
     if (o->item_size == 0 || o->workers != 1) return WEFT_EINVAL;
@@ -70,7 +71,7 @@ static int check(const weft_pipeline *p, int kind, const weft_stage_opts *o) {
   }
   if (kind == WEFT_STAGE_FILTER && (o->item_size != 0 || o->discard != NULL)) return WEFT_EINVAL;
   if (kind == WEFT_STAGE_SINK && (o->item_size != 0 || o->discard != NULL)) return WEFT_EINVAL;
-  if (kind == WEFT_STAGE_BATCH && (o->batch_count == 0 || o->batch_count > ((size_t)1 << 24) || o->batch_time <= 0))
+  if (kind == WEFT_STAGE_BATCH && (o->batch_count == 0 || o->batch_count > WEFT_STAGE_MAX_BATCH || o->batch_time <= 0))
     return WEFT_EINVAL;
   return 0;
 }

@@ -25,7 +25,10 @@ int weft_chan_merge(weft_ctx *ctx, weft_chan *out, weft_chan *const *ins, size_t
   if (rc != 0) return rc;
   const weft_pump_opts *o = opts ? opts : &pump_dflt;
   void *buf = malloc(weft_chan_elem_size(out));
-  if (buf == NULL) return WEFT_ENOMEM;
+  if (buf == NULL) { /* the header promises the output is closed whatever the reason: a reader must wake */
+    if (!o->keep_open) close_quietly(out);
+    return WEFT_ENOMEM;
+  }
   weft_select_case cases[PUMP_MAX];
   for (size_t i = 0; i < n; i++) cases[i] = WEFT_RECV_CASE(ins[i], buf);
   size_t open = n;
@@ -56,7 +59,11 @@ int weft_chan_tee(weft_ctx *ctx, weft_chan *in, weft_chan *const *outs, size_t n
   if (rc != 0) return rc;
   const weft_pump_opts *o = opts ? opts : &pump_dflt;
   void *buf = malloc(weft_chan_elem_size(in));
-  if (buf == NULL) return WEFT_ENOMEM;
+  if (buf == NULL) { /* as in merge: the outputs are closed whatever the reason */
+    if (!o->keep_open)
+      for (size_t i = 0; i < n; i++) close_quietly(outs[i]);
+    return WEFT_ENOMEM;
+  }
   for (;;) {
     rc = weft_chan_recv(in, ctx, buf);
     if (rc != 0) {
