@@ -279,7 +279,9 @@ WEFT_TEST(pipeline_cancel, external_cancel_wakes_blocked_workers) {
   cr_assert_eq(weft_pipeline_sink(e->p, NULL, sink_block, e), 0);
   weft_ctx *ctx;
   cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx), 0);
-  canceller c = {ctx, e};
+  /* static: when an assertion below fails, the test returns while the thread still reads it */
+  static canceller c;
+  c = (canceller){ctx, e};
   pthread_t th;
   pthread_create(&th, NULL, cancel_when_full, &c);
   weft_pipeline_report rep;
