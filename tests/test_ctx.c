@@ -569,7 +569,8 @@ WEFT_TEST(ctx, signal_second_arrival_forces_exit, .exit_code = 128 + SIGUSR2) {
   weft_ctx *c;
   weft_cancel *c_cancel = NULL;
   int sigs[] = {SIGUSR2};
-  weft_ctx_with_signals(weft_background(), sigs, 1, true, &c, &c_cancel);
+  /* checked: without the signal context the raise below would kill the test by the default disposition */
+  cr_assert_eq(weft_ctx_with_signals(weft_background(), sigs, 1, true, &c, &c_cancel), 0);
   raise(SIGUSR2);
   weft_ctx_wait_until(c, weft_deadline_in(WEFT_SEC(10)));
   /* The forced exit is armed by weft's thread just after the cancel; until then another arrival only

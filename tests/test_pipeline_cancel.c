@@ -282,7 +282,9 @@ WEFT_TEST(pipeline_cancel, external_cancel_wakes_blocked_workers) {
   weft_ctx *ctx;
   weft_cancel *cancel = NULL;
   cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx, &cancel), 0);
-  canceller c = {cancel, e};
+  /* static: when an assertion below fails, the test returns while the thread still reads it */
+  static canceller c;
+  c = (canceller){cancel, e};
   pthread_t th;
   pthread_create(&th, NULL, cancel_when_full, &c);
   weft_pipeline_report rep;
