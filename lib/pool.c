@@ -24,8 +24,9 @@
  * - Classes. A job that ran is canceled while running when shutdown cancelled the pool's context before
  *   it returned: shutdown sets `shut_cancel` just before it cancels, and a worker that sees the job's
  *   context done after fn returned reads it. Otherwise it completed (0) or failed (non-zero; timed out
- *   too when its own deadline is what ended its context). The hot path adds one relaxed load of
- *   shut_cancel, on a line written once, to a plain job that returned 0.
+ *   too when its own deadline is what ended its context). A plain job costs no more than before: the
+ *   check of the pool's context that lets a job start is taken after the previous one returned, and
+ *   classes it too; shut_cancel is read only for a job whose context was done.
  * - Lock order: mu only; never held while a job, a discard callback or a context call runs.
  * - Taken but not started. A worker takes up to WEFT_POOL_CLAIM jobs at once (jobq.c says why) and runs
  *   them in order, so the ones after the running job are invisible to other workers. If the running job
@@ -365,20 +366,25 @@ static void *worker_main(void *a) {
     weft_ctx *ctx = p->ctx;
     uint64_t ended = 0, ok = 0;
     wk->held_end = batch + n;
+    /* One load of the context's state per job: taken after a job returns, it classes that job (done:
+     * maybe cancelled by shutdown, count_ran() decides) and lets the next one start. */
+    bool live = weft_ctx_err(ctx) == 0;
     for (unsigned i = 0; i < n; i++) {
       const weft__jslot *s = &batch[i];
       wk->nheld = n - i - 1;
-      if (WEFT__LIKELY(s->fn != rec_marker && s->ts == 0 && weft_ctx_err(ctx) == 0)) {
+      if (WEFT__LIKELY(s->fn != rec_marker && s->ts == 0 && live)) {
         atomic_store_explicit(&wk->running, 1, memory_order_relaxed);
         int rc = s->fn(ctx, s->arg);
         atomic_store_explicit(&wk->running, 0, memory_order_relaxed);
-        if (WEFT__LIKELY(rc == 0 && !atomic_load_explicit(&p->shut_cancel, memory_order_relaxed)))
+        live = weft_ctx_err(ctx) == 0;
+        if (WEFT__LIKELY(rc == 0 && live))
           ok++;
         else
           count_ran(p, wk, rc, ctx, ctx, false);
         ended++;
       } else {
         run_job(p, wk, s, true);
+        live = weft_ctx_err(ctx) == 0;
       }
       i = n - 1 - wk->nheld; /* the job may have handed back the first of those held: go on with the rest */
     }
