@@ -221,8 +221,9 @@ WEFT_TEST(pool_shutdown, class_own_timeout_fails_and_counts_timed_out) {
   weft_job_opts jo = WEFT_JOB_OPTS_INIT;
   jo.timeout = WEFT_MS(10);
   weft_future *f1, *f2;
+  _Atomic int s2 = 0;
   cr_assert_eq(weft_pool_submit_ex(p, returns_err_when_done, NULL, &jo, &f1), 0);
-  cr_assert_eq(weft_pool_submit_ex(p, returns_zero_when_done, &(_Atomic int){0}, &jo, &f2), 0);
+  cr_assert_eq(weft_pool_submit_ex(p, returns_zero_when_done, &s2, &jo, &f2), 0);
   int rc = 99;
   cr_assert_eq(weft_future_wait(f1, NULL, &rc), 0);
   cr_assert_eq(rc, WEFT_EDEADLINE);
