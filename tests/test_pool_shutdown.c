@@ -240,18 +240,22 @@ WEFT_TEST(pool_shutdown, class_own_timeout_fails_and_counts_timed_out) {
   weft_pool_destroy(p, NULL);
 
   weft_ctx *parent;
-  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(10), &parent), 0);
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(200), &parent), 0);
   o.parent = parent;
   cr_assert_eq(weft_pool_create(&o, &p), 0);
   jo.timeout = WEFT_SEC(100);
-  cr_assert_eq(weft_pool_submit_ex(p, returns_err_when_done, NULL, &jo, &f1), 0);
+  _Atomic int s3 = 0;
+  cr_assert_eq(weft_pool_submit_ex(p, returns_err_when_done, &s3, &jo, &f1), 0);
   cr_assert_eq(weft_future_wait(f1, NULL, &rc), 0);
   cr_assert_eq(rc, WEFT_EDEADLINE);
   weft_future_release(f1);
   weft_pool_destroy(p, &rep);
-  cr_assert_eq(rep.failed, 1, "the pool's parent ended it: failed");
+  /* The job ran unless the parent's deadline passed before a worker started it (a very slow start). */
+  bool job_ran = atomic_load(&s3) != 0;
+  cr_assert_eq(rep.failed, job_ran ? 1u : 0u, "the pool's parent ended it: failed");
+  cr_assert_eq(rep.canceled_before_start, job_ran ? 0u : 1u);
   cr_assert_eq(rep.timed_out, 0, "the deadline was the parent's, not the job's own");
-  cr_assert_eq(rep.completed + rep.canceled_while_running + rep.canceled_before_start, 0);
+  cr_assert_eq(rep.completed + rep.canceled_while_running, 0);
   weft_ctx_end(parent);
 }
 
