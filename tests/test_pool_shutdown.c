@@ -165,7 +165,9 @@ WEFT_TEST(pool_shutdown, parent_done_discards_unstarted_jobs) {
   weft_pool_report rep;
   weft_pool_destroy(p, &rep);
   cr_assert_eq(rep.canceled_before_start, 5);
-  cr_assert_eq(rep.canceled_while_running, 1);
+  cr_assert_eq(rep.failed, 1, "the pool's parent ended the running job: failed, not cancelled by shutdown");
+  cr_assert_eq(rep.canceled_while_running, 0);
+  cr_assert_eq(rep.timed_out, 0);
   weft_ctx_end(parent_cancel);
 }
 
@@ -217,5 +219,152 @@ WEFT_TEST(pool_shutdown, from_a_worker_is_busy_and_twice_is_state) {
   rep.submitted = 99;
   cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), WEFT_ESTATE);
   cr_assert_eq(rep.submitted, 99, "a refused shutdown leaves the report alone");
+  weft_pool_destroy(p, NULL);
+}
+
+/* ---- report classes: by what happened to the job ----------------------------------------------- */
+
+/* Waits for its context to end, then returns 0 anyway (it ignores why it was cancelled). */
+static int returns_zero_when_done(weft_ctx *ctx, void *arg) {
+  atomic_store((_Atomic int *)arg, 1);
+  weft_ctx_wait_until(ctx, WEFT_FOREVER);
+  return 0;
+}
+/* Waits for its context to end and returns its error. */
+static int returns_err_when_done(weft_ctx *ctx, void *arg) {
+  if (arg) atomic_store((_Atomic int *)arg, 1);
+  return weft_ctx_wait_until(ctx, WEFT_FOREVER);
+}
+
+/* Shutdown cancelled two running jobs that then returned 0 (a plain job and one with a future): both are
+ * canceled while running, not completed, and the future says WEFT_ECANCELED; one that returned its error
+ * is canceled while running too. */
+WEFT_TEST(pool_shutdown, class_canceled_while_running_whatever_returned) {
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 3;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  _Atomic int s1 = 0, s2 = 0, s3 = 0;
+  weft_future *f2, *f3;
+  cr_assert_eq(weft_pool_submit(p, NULL, returns_zero_when_done, &s1), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, returns_zero_when_done, &s2, NULL, &f2), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, returns_err_when_done, &s3, NULL, &f3), 0);
+  while (!atomic_load(&s1) || !atomic_load(&s2) || !atomic_load(&s3)) usleep(100);
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_CANCEL, WEFT_FOREVER, &rep), 0);
+  cr_assert_eq(rep.submitted, 3);
+  cr_assert_eq(rep.canceled_while_running, 3);
+  cr_assert_eq(rep.completed + rep.failed + rep.timed_out + rep.canceled_before_start + rep.still_running, 0);
+  int rc = 99;
+  cr_assert_eq(weft_future_wait(f2, NULL, &rc), 0);
+  cr_assert_eq(rc, WEFT_ECANCELED, "a future never reports 0 for a job that did not complete");
+  cr_assert_eq(weft_future_wait(f3, NULL, &rc), 0);
+  cr_assert_eq(rc, WEFT_ECANCELED);
+  weft_future_release(f2);
+  weft_future_release(f3);
+  weft_pool_destroy(p, NULL);
+}
+
+/* A job's own timeout ends it: failed and timed out when it returns the error, completed when it returns
+ * 0. A deadline of the pool's parent that comes first is not the job's own: failed, not timed out. */
+WEFT_TEST(pool_shutdown, class_own_timeout_fails_and_counts_timed_out) {
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 2;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  weft_job_opts jo = WEFT_JOB_OPTS_INIT;
+  jo.timeout = WEFT_MS(10);
+  weft_future *f1, *f2;
+  _Atomic int s2 = 0;
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, returns_err_when_done, NULL, &jo, &f1), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, returns_zero_when_done, &s2, &jo, &f2), 0);
+  int rc = 99;
+  cr_assert_eq(weft_future_wait(f1, NULL, &rc), 0);
+  cr_assert_eq(rc, WEFT_EDEADLINE);
+  cr_assert_eq(weft_future_wait(f2, NULL, &rc), 0);
+  cr_assert_eq(rc, 0);
+  weft_future_release(f1);
+  weft_future_release(f2);
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_CANCEL, WEFT_FOREVER, &rep), 0);
+  cr_assert_eq(rep.failed, 1);
+  cr_assert_eq(rep.timed_out, 1);
+  cr_assert_eq(rep.completed, 1);
+  cr_assert_eq(rep.canceled_while_running + rep.canceled_before_start, 0);
+  weft_pool_destroy(p, NULL);
+
+  weft_ctx *parent;
+  weft_cancel *parent_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_timeout(weft_background(), WEFT_MS(200), &parent, &parent_cancel), 0);
+  o.parent = parent;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  jo.timeout = WEFT_SEC(100);
+  _Atomic int s3 = 0;
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, returns_err_when_done, &s3, &jo, &f1), 0);
+  cr_assert_eq(weft_future_wait(f1, NULL, &rc), 0);
+  cr_assert_eq(rc, WEFT_EDEADLINE);
+  weft_future_release(f1);
+  weft_pool_destroy(p, &rep);
+  /* The job ran unless the parent's deadline passed before a worker started it (a very slow start). */
+  bool job_ran = atomic_load(&s3) != 0;
+  cr_assert_eq(rep.failed, job_ran ? 1u : 0u, "the pool's parent ended it: failed");
+  cr_assert_eq(rep.canceled_before_start, job_ran ? 0u : 1u);
+  cr_assert_eq(rep.timed_out, 0, "the deadline was the parent's, not the job's own");
+  cr_assert_eq(rep.completed + rep.canceled_while_running, 0);
+  weft_ctx_end(parent_cancel);
+}
+
+/* The pool's parent cancelled: the running jobs that return an error fail (a plain one and one with a
+ * future, which reports the job's error), one that returns 0 completes; shutdown afterwards cancels
+ * nothing more. */
+WEFT_TEST(pool_shutdown, class_parent_cancel_fails) {
+  weft_ctx *parent;
+  weft_cancel *parent_cancel = NULL;
+  cr_assert_eq(weft_ctx_with_cancel(weft_background(), &parent, &parent_cancel), 0);
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 3;
+  o.parent = parent;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  _Atomic int s1 = 0, s2 = 0, s3 = 0;
+  weft_future *f2;
+  cr_assert_eq(weft_pool_submit(p, NULL, returns_err_when_done, &s1), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, returns_err_when_done, &s2, NULL, &f2), 0);
+  cr_assert_eq(weft_pool_submit(p, NULL, returns_zero_when_done, &s3), 0);
+  while (!atomic_load(&s1) || !atomic_load(&s2) || !atomic_load(&s3)) usleep(100);
+  weft_ctx_cancel(parent_cancel);
+  int rc = 99;
+  cr_assert_eq(weft_future_wait(f2, NULL, &rc), 0);
+  cr_assert_eq(rc, WEFT_ECANCELED);
+  weft_future_release(f2);
+  cr_assert_eq(weft_pool_wait_all(p, NULL), 0);
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_CANCEL, WEFT_FOREVER, &rep), 0);
+  cr_assert_eq(rep.failed, 2);
+  cr_assert_eq(rep.completed, 1);
+  cr_assert_eq(rep.timed_out + rep.canceled_while_running + rep.canceled_before_start, 0);
+  weft_pool_destroy(p, NULL);
+  weft_ctx_end(parent_cancel);
+}
+
+/* A drain within its grace cancels nothing: a job's own error is failed, not canceled. */
+static int fails_now(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  (void)arg;
+  return -55;
+}
+WEFT_TEST(pool_shutdown, class_drain_error_is_failed) {
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 1;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  _Atomic int gate[2] = {0, 1};
+  for (int i = 0; i < 4; i++) cr_assert_eq(weft_pool_submit(p, NULL, fails_now, NULL), 0);
+  cr_assert_eq(weft_pool_submit(p, NULL, blocker, gate), 0);
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), 0);
+  cr_assert_eq(rep.failed, 4);
+  cr_assert_eq(rep.completed, 1);
+  cr_assert_eq(rep.canceled_while_running + rep.canceled_before_start + rep.timed_out, 0);
   weft_pool_destroy(p, NULL);
 }

@@ -3,9 +3,11 @@
  * with a per-job counter array: every accepted job ran exactly once or was discarded exactly once, never
  * both, no job ran after its discard, and the report's sum equals the number submitted.
  * Sizes: WEFT_STRESS_THREADS (submitters, default 4: with the 3 workers, more threads than cores),
- * WEFT_STRESS_ITERS (jobs per submitter), WEFT_STRESS_ROUNDS. */
+ * WEFT_STRESS_ITERS (jobs per submitter), WEFT_STRESS_ROUNDS; WEFT_SEED replays a run (each test prints
+ * the seed it used). */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -73,6 +75,14 @@ static void *submitter(void *a) {
   return NULL;
 }
 
+/* The seed from WEFT_SEED, else `dflt`; printed, so a failing run can be replayed. */
+static unsigned stress_seed(const char *test, unsigned dflt) {
+  const char *e = getenv("WEFT_SEED");
+  unsigned seed = e && *e ? (unsigned)strtoul(e, NULL, 10) : dflt;
+  fprintf(stderr, "%s: WEFT_SEED=%u\n", test, seed);
+  return seed;
+}
+
 static void stress_round(unsigned seed, weft_pool_mode mode) {
   size_t T = (size_t)weft_test_env("WEFT_STRESS_THREADS", 4);
   size_t N = (size_t)weft_test_env("WEFT_STRESS_ITERS", 40000 / WEFT_TEST_SCALE);
@@ -99,12 +109,13 @@ static void stress_round(unsigned seed, weft_pool_mode mode) {
                rep.submitted);
   weft_pool_report fin;
   weft_pool_destroy(pool, &fin);
-  uint64_t accepted = 0, ran = 0, disc = 0;
+  uint64_t accepted = 0, ran = 0, disc = 0, ran_fail = 0;
   for (size_t id = 0; id < T * N; id++) {
     int a = atomic_load(&jobs[id].accepted), r = atomic_load(&jobs[id].ran), d = atomic_load(&jobs[id].discarded);
     accepted += (uint64_t)a;
     ran += (uint64_t)r;
     disc += (uint64_t)d;
+    if (r && (id * 2654435761u) % 7 == 0) ran_fail++;
     if (a)
       cr_assert_eq(r + d, 1, "job %zu: ran %d, discarded %d", id, r, d);
     else
@@ -116,20 +127,31 @@ static void stress_round(unsigned seed, weft_pool_mode mode) {
   cr_assert_eq(fin.still_running, 0);
   cr_assert_eq(fin.completed + fin.failed + fin.canceled_while_running, ran);
   cr_assert_eq(fin.canceled_before_start, disc);
-  if (mode == WEFT_POOL_DRAIN) cr_assert_eq(disc, 0, "drain without a grace deadline discards nothing");
+  cr_assert_eq(fin.timed_out, 0);
+  /* A job that returned an error is failed or canceled while running, never completed; one that returned
+   * 0 is completed or canceled while running. */
+  cr_assert_leq(fin.failed, ran_fail, "seed %u", seed);
+  cr_assert_leq(fin.completed, ran - ran_fail, "seed %u", seed);
+  if (mode == WEFT_POOL_DRAIN) {
+    cr_assert_eq(disc, 0, "drain without a grace deadline discards nothing");
+    /* Nothing was cancelled: each job's class is what it returned. */
+    cr_assert_eq(fin.canceled_while_running, 0);
+    cr_assert_eq(fin.failed, ran_fail, "failed %lu, jobs that returned an error %lu (seed %u)",
+                 (unsigned long)fin.failed, (unsigned long)ran_fail, seed);
+  }
   free(subs);
   free(jobs);
   weft_ctx_end(sub_cancel);
 }
 
 WEFT_TEST(pool_stress, accounting_with_random_cancel) {
-  unsigned seed = (unsigned)weft_now();
+  unsigned seed = stress_seed("accounting_with_random_cancel", (unsigned)weft_now());
   long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 6);
   for (long r = 0; r < rounds; r++) stress_round(seed + (unsigned)r * 977u, WEFT_POOL_CANCEL);
 }
 
 WEFT_TEST(pool_stress, accounting_with_random_drain) {
-  unsigned seed = (unsigned)weft_now() ^ 0x5bd1e995u;
+  unsigned seed = stress_seed("accounting_with_random_drain", (unsigned)weft_now() ^ 0x5bd1e995u);
   long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 6);
   for (long r = 0; r < rounds; r++) stress_round(seed + (unsigned)r * 131u, WEFT_POOL_DRAIN);
 }

@@ -14,10 +14,10 @@
  * be allocated when it was to start, or shutdown in cancel mode or past its grace deadline) — opts.discard(arg, opts.discard_arg) is called (when set), so the
  * caller can free or requeue it. fn is never called for a discarded job, before or after the discard.
  *
- * Every submitted job ends exactly once as one of: completed (fn returned 0), failed (non-zero while its
- * context was live), canceled while running (non-zero after its context was done — cancellation or its
- * timeout), canceled before start (discarded). weft_pool_shutdown() reports these counts; their sum plus the
- * jobs still running equals the number submitted.
+ * Every submitted job ends exactly once in one of four classes, by what happened to it (the rules are
+ * next to weft_pool_report): completed, failed, canceled before start, canceled while running.
+ * weft_pool_shutdown() reports these counts; their sum plus the jobs still running equals the number
+ * submitted.
  *
  * Jobs submitting jobs. A job may submit to its own pool. When the queue is full, a blocking submit made
  * from one of this pool's workers does not wait (every worker could be waiting, and nothing would drain the
@@ -110,10 +110,14 @@ WEFT_API int weft_pool_submit_opts(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, 
                                    const weft_job_opts *o, weft_future **future);
 
 /* Waits until the job ended, or ctx (NULL = no limit) ends first. Returns 0 once the job ended and then
- * stores its result in *job_rc (when not NULL): fn's return value, or — for a discarded job — the error of
- * the context that ended it (WEFT_ECANCELED / WEFT_EDEADLINE), or WEFT_ENOMEM when the job's own context
- * (joining the submitter's context or adding the per-job timeout) could not be allocated at its start. Returns ctx's error if ctx ended first,
- * WEFT_EINVAL for NULL f. Several threads may wait on one future. */
+ * stores its result in *job_rc (when not NULL), by the job's class (see weft_pool_report):
+ *   completed: 0 — and only a completed job gives 0;
+ *   failed (timed out included): fn's non-zero return value;
+ *   canceled while running: fn's return value if non-zero, else WEFT_ECANCELED;
+ *   canceled before start: the error of the context that ended it before it started (WEFT_ECANCELED /
+ *     WEFT_EDEADLINE), or WEFT_ENOMEM when the job's context could not be made.
+ * Returns ctx's error if ctx ended first, WEFT_EINVAL for NULL f. Several threads may wait on one
+ * future. */
 WEFT_API int weft_future_wait(weft_future *f, weft_ctx *ctx, int *job_rc);
 /* true once the job ended (no wait). false for NULL. */
 WEFT_API bool weft_future_done(const weft_future *f);
@@ -135,16 +139,30 @@ typedef enum weft_pool_mode {
   WEFT_POOL_CANCEL = 1 /* stop accepting; cancel running jobs; discard every queued job unrun */
 } weft_pool_mode;
 
+/* How a job is classed, by what happened to it:
+ *   canceled while running: fn was running when shutdown cancelled the pool's context (it returned after
+ *     that), whatever fn returned — 0 included — and whatever else had ended its context before;
+ *   completed: otherwise, fn returned 0 (also when its context had ended: by its timeout, the submitter's
+ *     context or the pool's parent — shutdown did not cancel it);
+ *   failed: otherwise, fn returned non-zero — its own timeout, the submitter's context and the pool's
+ *     parent ending count here, as do errors of fn's own while its context was live;
+ *     timed_out counts those of them whose context was ended by the job's own deadline (the per-job
+ *     timeout, when it came before every deadline of the pool's and the submitter's contexts);
+ *   canceled before start: fn never ran; the arg went to the discard callback (its context ended before it
+ *     started — shutdown in cancel mode or past its grace, the pool's parent, the submitter's context — or
+ *     could not be made).
+ * A drain within its grace cancels nothing: jobs it runs are completed or failed. */
 typedef struct weft_pool_report {
   uint64_t submitted;              /* jobs accepted (queued or run inline) */
-  uint64_t completed;              /* fn returned 0 */
-  uint64_t failed;                 /* fn returned non-zero while its context was live */
+  uint64_t completed;              /* fn returned 0, and shutdown did not cancel it while it ran */
+  uint64_t failed;                 /* fn returned non-zero, and shutdown did not cancel it while it ran */
   uint64_t canceled_before_start;  /* never run; the arg went to the discard callback */
-  uint64_t canceled_while_running; /* fn returned non-zero after its context was done */
+  uint64_t canceled_while_running; /* running when shutdown cancelled the pool's context */
   uint64_t still_running;          /* not ended when the report was taken (see shutdown): running, or
                                     * among the few (at most 16) a worker had taken from the queue before
                                     * starting a job that ignores cancellation; those are discarded once
                                     * it returns, and the final report counts them */
+  uint64_t timed_out;              /* among failed: ended by the job's own deadline (see above) */
 } weft_pool_report;
 
 /* Batches. A worker takes up to 16 queued jobs from its queue at once (a full batch when that many are

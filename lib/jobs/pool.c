@@ -21,6 +21,12 @@
  *   side that makes progress (a worker claimed jobs: room; a worker ended a job: quiescence, a future)
  *   stores its progress, fences, reads the counter, and only if it is non-zero takes `mu` and signals the
  *   nodes with that key. Waiters re-check their condition after every wake-up.
+ * - Classes. A job that ran is canceled while running when shutdown cancelled the pool's context before
+ *   it returned: shutdown sets `shut_cancel` just before it cancels, and a worker that sees the job's
+ *   context done after fn returned reads it. Otherwise it completed (0) or failed (non-zero; timed out
+ *   too when its own deadline is what ended its context). A plain job costs no more than before: the
+ *   check of the pool's context that lets a job start is taken after the previous one returned, and
+ *   classes it too; shut_cancel is read only for a job whose context was done.
  * - Lock order: mu only; never held while a job, a discard callback or a context call runs.
  * - Taken but not started. A worker takes up to WEFT__JOBQ_BATCH jobs at once (jobq.c says why) and runs
  *   them in order, so the ones after the running job are invisible to other workers. If the running job
@@ -61,7 +67,7 @@ struct weft__job {
 typedef struct worker {
   /* written by this worker only, read by stats/report/quiescence */
   _Atomic uint64_t fin; /* queued jobs that ended */
-  _Atomic uint64_t completed, failed, cbs, cwr, inline_sub, running, samples;
+  _Atomic uint64_t completed, failed, timed_out, cbs, cwr, inline_sub, running, samples;
   _Atomic uint64_t hist_wait[HBUCKETS], hist_run[HBUCKETS];
   _Atomic uint64_t requeued; /* jobs this worker had taken and pushed back (hand_back()) */
   /* this worker's thread only: the jobs of the current batch after the one running are the last nheld
@@ -89,6 +95,7 @@ struct weft_pool {
   int64_t settle;
   weft_discard_fn discard;
   void *discard_arg;
+  _Atomic int shut_cancel; /* shutdown cancelled the pool's context (set just before it does) */
 
   _Atomic uint32_t nwait_room __attribute__((aligned(WEFT__CACHELINE)));
   _Atomic uint32_t nwait_all;
@@ -257,6 +264,27 @@ static int rec_marker(weft_ctx *ctx, void *arg) {
   return WEFT_EINVAL;
 }
 
+/* The class of a job that ran and returned rc under jctx (see the design notes); bumps its counter and
+ * returns what its future reports: rc, or WEFT_ECANCELED for a job shutdown cancelled that returned 0.
+ * own_timeout: jctx has the job's own deadline, derived from `parent`. */
+static int count_ran(weft_pool *p, worker *wk, int rc, weft_ctx *jctx, weft_ctx *parent, bool own_timeout) {
+  int err = weft_ctx_err(jctx);
+  if (err != 0 && atomic_load_explicit(&p->shut_cancel, memory_order_relaxed)) {
+    bump(&wk->cwr);
+    return rc != 0 ? rc : WEFT_ECANCELED;
+  }
+  if (rc == 0) {
+    bump(&wk->completed);
+    return 0;
+  }
+  bump(&wk->failed);
+  /* Its own deadline ended it when its context ended by a deadline that was its own: a deadline of the
+   * parents would have become the job's (the earlier one wins), so the job's is then earlier. */
+  if (own_timeout && err == WEFT_EDEADLINE && weft_ctx_deadline(jctx) < weft_ctx_deadline(parent))
+    bump(&wk->timed_out);
+  return rc;
+}
+
 /* Runs (or discards) one job. wk is the worker running it, or NULL for the shutdown thread (discard
  * only: the pool's context is done by then). `queued` says whether it came from the queue (counts in fin).
  * worker_main() runs plain jobs itself; everything else comes here. */
@@ -265,11 +293,10 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
   weft_job_fn fn = r ? r->fn : s->fn;
   void *arg = r ? r->arg : s->arg;
   int64_t ts = s->ts;
-  weft_ctx *ctx = p->ctx, *own = NULL;
+  weft_ctx *ctx = p->ctx, *own = NULL, *joined = NULL;
   weft_cancel *own_k = NULL;
   int err = weft_ctx_err(ctx);
   if (err == 0 && r != NULL && (r->sub != NULL || r->timeout != WEFT_FOREVER)) {
-    weft_ctx *joined = NULL;
     weft_cancel *joined_k = NULL;
     if (r->sub != NULL && (err = weft_ctx_err(r->sub)) == 0) {
       weft_ctx *ps[2] = {ctx, r->sub};
@@ -277,10 +304,14 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
     }
     if (err == 0 && r->timeout != WEFT_FOREVER) {
       err = weft_ctx_with_timeout(joined ? joined : ctx, r->timeout, &own, &own_k);
-      weft_ctx_release(joined);
+      if (err != 0) { /* else joined is kept until the job ended: count_ran() compares deadlines */
+        weft_ctx_release(joined);
+        joined = NULL;
+      }
     } else {
       own = joined;
       own_k = joined_k;
+      joined = NULL;
     }
     if (err == 0 && own != NULL) err = weft_ctx_err(own);
   }
@@ -306,14 +337,10 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
       bump(&wk->hist_run[bucket(t1 - t0)]);
       bump(&wk->samples);
     }
-    if (rc == 0)
-      bump(&wk->completed);
-    else if (weft_ctx_err(jctx) != 0)
-      bump(&wk->cwr);
-    else
-      bump(&wk->failed);
+    rc = count_ran(p, wk, rc, jctx, joined ? joined : ctx, own != NULL && r->timeout != WEFT_FOREVER);
   }
   weft_ctx_end(own_k);
+  weft_ctx_release(joined);
   if (r != NULL) rec_finish(r, rc);
   if (queued) {
     if (wk)
@@ -356,20 +383,25 @@ static void *worker_main(void *a) {
     weft_ctx *ctx = p->ctx;
     uint64_t ended = 0, ok = 0;
     wk->held_end = batch + n;
+    /* One load of the context's state per job: taken after a job returns, it classes that job (done:
+     * maybe cancelled by shutdown, count_ran() decides) and lets the next one start. */
+    bool live = weft_ctx_err(ctx) == 0;
     for (unsigned i = 0; i < n; i++) {
       const weft__jslot *s = &batch[i];
       wk->nheld = n - i - 1;
-      if (WEFT__LIKELY(s->fn != rec_marker && s->ts == 0 && weft_ctx_err(ctx) == 0)) {
+      if (WEFT__LIKELY(s->fn != rec_marker && s->ts == 0 && live)) {
         atomic_store_explicit(&wk->running, 1, memory_order_relaxed);
         int rc = s->fn(ctx, s->arg);
         atomic_store_explicit(&wk->running, 0, memory_order_relaxed);
-        if (rc == 0)
+        live = weft_ctx_err(ctx) == 0;
+        if (WEFT__LIKELY(rc == 0 && live))
           ok++;
         else
-          bump(weft_ctx_err(ctx) != 0 ? &wk->cwr : &wk->failed);
+          count_ran(p, wk, rc, ctx, ctx, false);
         ended++;
       } else {
         run_job(p, wk, s, true);
+        live = weft_ctx_err(ctx) == 0;
       }
       i = n - 1 - wk->nheld; /* the job may have handed back the first of those held: go on with the rest */
     }
@@ -580,6 +612,7 @@ static void fill_report(weft_pool *p, weft_pool_report *rep) {
     worker *wk = &p->workers[i];
     r.completed += atomic_load(&wk->completed);
     r.failed += atomic_load(&wk->failed);
+    r.timed_out += atomic_load(&wk->timed_out);
     r.canceled_before_start += atomic_load(&wk->cbs);
     r.canceled_while_running += atomic_load(&wk->cwr);
     inl += atomic_load(&wk->inline_sub);
@@ -598,6 +631,12 @@ static void discard_queued(weft_pool *p) {
     for (unsigned i = 0; i < n; i++) run_job(p, NULL, &batch[i], true);
 }
 
+/* The flag comes first: a worker that sees a job's context done by this cancel also sees the flag. */
+static void shutdown_cancel(weft_pool *p) {
+  atomic_store(&p->shut_cancel, 1);
+  weft_ctx_cancel(p->cancel);
+}
+
 int weft_pool_shutdown(weft_pool *p, weft_pool_mode mode, int64_t grace, weft_pool_report *rep) {
   if (p == NULL || (mode != WEFT_POOL_DRAIN && mode != WEFT_POOL_CANCEL) || grace < 0) return WEFT_EINVAL;
   if (on_worker_of(p)) return WEFT_EBUSY;
@@ -609,12 +648,12 @@ int weft_pool_shutdown(weft_pool *p, weft_pool_mode mode, int64_t grace, weft_po
   int w;
   if (mode == WEFT_POOL_DRAIN) {
     if ((w = wait_until(p, &p->all_key, &p->nwait_all, quiescent, NULL, NULL, deadline)) != 0) {
-      weft_ctx_cancel(p->cancel);
+      shutdown_cancel(p);
       discard_queued(p);
       w = wait_until(p, &p->all_key, &p->nwait_all, quiescent, NULL, NULL, weft_deadline_in(p->settle));
     }
   } else {
-    weft_ctx_cancel(p->cancel);
+    shutdown_cancel(p);
     discard_queued(p);
     w = wait_until(p, &p->all_key, &p->nwait_all, quiescent, NULL, NULL, deadline);
   }
