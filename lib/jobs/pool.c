@@ -67,7 +67,8 @@ struct weft__job {
 typedef struct worker {
   /* written by this worker only, read by stats/report/quiescence */
   _Atomic uint64_t fin; /* queued jobs that ended */
-  _Atomic uint64_t completed, failed, timed_out, cbs, cwr, inline_sub, running, samples;
+  _Atomic uint64_t completed, failed, timed_out, canceled_before_start, canceled_while_running, inline_sub, running,
+      samples;
   _Atomic uint64_t hist_wait[HBUCKETS], hist_run[HBUCKETS];
   _Atomic uint64_t requeued; /* jobs this worker had taken and pushed back (hand_back()) */
   /* this worker's thread only: the jobs of the current batch after the one running are the last nheld
@@ -108,7 +109,7 @@ struct weft_pool {
   size_t nchunks;
 
   /* jobs the shutdown/destroy thread discarded */
-  _Atomic uint64_t ext_fin, ext_cbs;
+  _Atomic uint64_t ext_fin, ext_canceled_before_start;
   char room_key, all_key;
 };
 
@@ -117,9 +118,7 @@ static _Thread_local unsigned tl_sample;
 
 static bool on_worker_of(const weft_pool *p) { return tl_worker != NULL && tl_worker->pool == p; }
 
-static inline void bump(_Atomic uint64_t *c) {
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
-}
+static inline void bump(_Atomic uint64_t *c) { weft__owned_add(c, 1, memory_order_relaxed); }
 
 /* ---- waiting and notifying ---------------------------------------------------------------------- */
 
@@ -270,7 +269,7 @@ static int rec_marker(weft_ctx *ctx, void *arg) {
 static int count_ran(weft_pool *p, worker *wk, int rc, weft_ctx *jctx, weft_ctx *parent, bool own_timeout) {
   int err = weft_ctx_err(jctx);
   if (err != 0 && atomic_load_explicit(&p->shut_cancel, memory_order_relaxed)) {
-    bump(&wk->cwr);
+    bump(&wk->canceled_while_running);
     return rc != 0 ? rc : WEFT_ECANCELED;
   }
   if (rc == 0) {
@@ -321,9 +320,9 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
     if (p->discard != NULL) p->discard(arg, p->discard_arg);
     rc = err;
     if (wk)
-      bump(&wk->cbs);
+      bump(&wk->canceled_before_start);
     else
-      atomic_fetch_add(&p->ext_cbs, 1);
+      atomic_fetch_add(&p->ext_canceled_before_start, 1);
   } else {
     weft_ctx *jctx = own ? own : ctx;
     int64_t t0 = ts ? weft_now() : 0;
@@ -344,8 +343,7 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
   if (r != NULL) rec_finish(r, rc);
   if (queued) {
     if (wk)
-      atomic_store_explicit(&wk->fin, atomic_load_explicit(&wk->fin, memory_order_relaxed) + 1,
-                            memory_order_release);
+      weft__owned_add(&wk->fin, 1, memory_order_release);
     else
       atomic_fetch_add_explicit(&p->ext_fin, 1, memory_order_release);
   }
@@ -362,8 +360,7 @@ static void hand_back(void) {
   weft_pool *p = wk->pool;
   while (wk->nheld > 0 && weft__jobq_push(p->q, wk->held_end - wk->nheld) == 0) {
     wk->nheld--;
-    atomic_store_explicit(&wk->requeued, atomic_load_explicit(&wk->requeued, memory_order_relaxed) + 1,
-                          memory_order_release);
+    weft__owned_add(&wk->requeued, 1, memory_order_release);
   }
 }
 
@@ -406,10 +403,8 @@ static void *worker_main(void *a) {
       i = n - 1 - wk->nheld; /* the job may have handed back the first of those held: go on with the rest */
     }
     wk->nheld = 0;
-    atomic_store_explicit(&wk->completed, atomic_load_explicit(&wk->completed, memory_order_relaxed) + ok,
-                          memory_order_relaxed);
-    atomic_store_explicit(&wk->fin, atomic_load_explicit(&wk->fin, memory_order_relaxed) + ended,
-                          memory_order_release);
+    weft__owned_add(&wk->completed, ok, memory_order_relaxed);
+    weft__owned_add(&wk->fin, ended, memory_order_release);
     weft__full_fence();
     if (atomic_load_explicit(&p->nwait_all, memory_order_relaxed) != 0 && quiescent(p, NULL))
       notify(p, &p->all_key);
@@ -606,15 +601,15 @@ int weft_pool_wait_all(weft_pool *p, weft_ctx *ctx) {
 
 static void fill_report(weft_pool *p, weft_pool_report *rep) {
   weft_pool_report r = {0};
-  r.canceled_before_start = atomic_load(&p->ext_cbs);
+  r.canceled_before_start = atomic_load(&p->ext_canceled_before_start);
   uint64_t inl = 0;
   for (unsigned i = 0; i < p->nworkers; i++) {
     worker *wk = &p->workers[i];
     r.completed += atomic_load(&wk->completed);
     r.failed += atomic_load(&wk->failed);
     r.timed_out += atomic_load(&wk->timed_out);
-    r.canceled_before_start += atomic_load(&wk->cbs);
-    r.canceled_while_running += atomic_load(&wk->cwr);
+    r.canceled_before_start += atomic_load(&wk->canceled_before_start);
+    r.canceled_while_running += atomic_load(&wk->canceled_while_running);
     inl += atomic_load(&wk->inline_sub);
   }
   r.submitted = pushed_net(p) + inl;
