@@ -85,7 +85,7 @@ static int timer_chan(int64_t first, int64_t period, weft_chan **out) {
   if (r != 0) return r;
   struct chan_timer *t = calloc(1, sizeof *t);
   if (t == NULL) goto fail_timer;
-  if (pthread_mutex_init(&t->mu, NULL) != 0) goto fail_mu;
+  WEFT__ASSERT(pthread_mutex_init(&t->mu, NULL) == 0);
   t->ch = ch;
   t->period = period;
   t->next = weft_deadline_in(first);
@@ -100,8 +100,6 @@ static int timer_chan(int64_t first, int64_t period, weft_chan **out) {
   }
   *out = ch;
   return 0;
-fail_mu:
-  free(t);
 fail_timer:
   weft__chan_unref(ch);
   return WEFT_ENOMEM;
