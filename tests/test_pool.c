@@ -166,6 +166,12 @@ static int ctx_job(weft_ctx *ctx, void *arg) {
   return weft_ctx_wait_until(ctx, WEFT_FOREVER);
 }
 
+static _Atomic int joined_started;
+static int started_ctx_job(weft_ctx *ctx, void *arg) {
+  atomic_store(&joined_started, 1);
+  return weft_ctx_wait_until(ctx, WEFT_FOREVER);
+}
+
 WEFT_TEST(pool, job_context_joins_submitter_ctx_and_timeout) {
   weft_pool *p;
   weft_pool_opts o = WEFT_POOL_OPTS_INIT;
@@ -177,13 +183,14 @@ WEFT_TEST(pool, job_context_joins_submitter_ctx_and_timeout) {
   weft_job_opts jo = WEFT_JOB_OPTS_INIT;
   jo.run_ctx = sub;
   weft_future *f1, *f2, *f3;
-  cr_assert_eq(weft_pool_submit_opts(p, sub, ctx_job, NULL, &jo, &f1), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, sub, started_ctx_job, NULL, &jo, &f1), 0);
   weft_job_opts jt = WEFT_JOB_OPTS_INIT;
   jt.timeout = WEFT_MS(20);
   cr_assert_eq(weft_pool_submit_opts(p, NULL, ctx_job, NULL, &jt, &f2), 0);
   int rc;
   cr_assert_eq(weft_future_wait(f2, NULL, &rc), 0);
   cr_assert_eq(rc, WEFT_EDEADLINE);
+  while (!atomic_load(&joined_started)) usleep(200); /* the submitter's cancel must find it running */
   weft_ctx_cancel(sub_cancel);
   cr_assert_eq(weft_future_wait(f1, NULL, &rc), 0);
   cr_assert_eq(rc, WEFT_ECANCELED);
