@@ -100,28 +100,28 @@ static void multi_deregister(weft_ctx *c);
  * needs its `src`. */
 static weft_ctx **dlink(weft_ctx *c) { return weft__has_cancel(c) ? &c->u.c.next : &c->u.v.src; }
 
-/* Drops a reference held by a context being destroyed; queues p on *todo when it was the last. */
-static void drop_held(weft_ctx *p, weft_ctx **todo) {
+/* Drops a reference held by a context being destroyed; queues p on *doomed when it was the last. */
+static void drop_held(weft_ctx *p, weft_ctx **doomed) {
   if (p == NULL || (p->flags & WEFT__F_STATIC)) return;
   uint32_t old = atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel);
   if (WEFT__UNLIKELY(old == 0)) weft__panic(__FILE__, __LINE__, "context reference count underflow");
   if (old != 1) return;
   /* Unlink first: taking the parent's lock waits out any cancel walking through p. */
   if (weft__has_cancel(p)) unlink_from_parent(p);
-  *dlink(p) = *todo;
-  *todo = p;
+  *dlink(p) = *doomed;
+  *doomed = p;
 }
 
 /* Frees c and, iteratively, each context whose last reference c (or one freed after it) held. `unlinked`
  * says c's own cancel ran to completion in this thread, unlinking c under its parent's lock: no cancel
  * walk can be inside c or reach it any more, so the parent's lock need not be taken again. */
 static void ctx_destroy(weft_ctx *c, bool unlinked) {
-  weft_ctx *todo = NULL;
+  weft_ctx *doomed = NULL;
   for (;;) {
     if (c == NULL) {
-      if (todo == NULL) return;
-      c = todo;
-      todo = *dlink(c);
+      if (doomed == NULL) return;
+      c = doomed;
+      doomed = *dlink(c);
       unlinked = true; /* drop_held() unlinked it */
     }
     weft_ctx *parent = c->parent;
@@ -150,9 +150,9 @@ static void ctx_destroy(weft_ctx *c, bool unlinked) {
     }
     weft__ctx_free(c);
     c = NULL;
-    for (uint32_t i = 1; i < nextra; i++) drop_held(extra[i], &todo);
+    for (uint32_t i = 1; i < nextra; i++) drop_held(extra[i], &doomed);
     free(extra);
-    drop_held(parent, &todo);
+    drop_held(parent, &doomed);
   }
 }
 
