@@ -1,6 +1,6 @@
 /* examples/common/bag.h: what the two pipeline examples (pipeline, pipeline-by-hand) check their
  * results with: a small set of results compared as a set, since the order items arrive in depends on the
- * workers. Header-only; each example includes it once. */
+ * workers; and the wait for their stages to fill. Header-only; each example includes it once. */
 #ifndef WEFT_EXAMPLES_BAG_H
 #define WEFT_EXAMPLES_BAG_H
 
@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <weft/weft.h>
 
 #define E_TOO_MANY (-6001) /* a sink got more items than it has room for */
 
@@ -52,5 +53,18 @@ static bool all_squares(const bag *b, size_t n) {
 
 static const int64_t want_even[] = {14, 26, 46, 74, 110}; /* i*i + 10 is even exactly when i is even */
 enum { FAN_N = 12, FIRST = 5 };
+
+/* Polls `full` every millisecond until it holds, for at most 10 s. Not a timing check: it waits for the
+ * stages to fill every channel, which they must since the source never ends and nobody reads. */
+static inline bool wait_until(bool (*full)(void *), void *arg) {
+  int64_t give_up = weft_now() + WEFT_SEC(10);
+  while (!full(arg)) {
+    if (weft_now() > give_up) return false;
+    weft_ctx_sleep(weft_background(), WEFT_MS(1));
+  }
+  return true;
+}
+
+enum { SMALL = 4 }; /* channel capacity in part 2, so that "full" comes quickly and is easy to see */
 
 #endif

@@ -314,18 +314,6 @@ static bool part1_fan(void) {
 
 /* ==== part 2: a consumer that stops early ============================================================== */
 
-/* Polls `full` every millisecond until it holds, for at most 10 s. Not a timing check: it waits for the
- * stages to fill every channel, which they must since the source never ends and nobody reads. */
-static bool wait_until(bool (*full)(void *), void *arg) {
-  int64_t give_up = weft_now() + WEFT_SEC(10);
-  while (!full(arg)) {
-    if (weft_now() > give_up) return false;
-    weft_ctx_sleep(weft_background(), WEFT_MS(1));
-  }
-  return true;
-}
-
-enum { SMALL = 4 }; /* channel capacity in part 2, so that "full" comes quickly and is easy to see */
 
 static bool chans_full(void *arg) {
   plumbing *pl = arg;
