@@ -355,9 +355,15 @@ static int src_pause(weft_ctx *ctx, weft_emitter *em, void *arg) {
   }
   int rc = weft_pipeline_flush(em);
   if (rc != 0) return rc;
-  pthread_mutex_lock(&gs->mu);
-  while (gs->n == 0) pthread_cond_wait(&gs->cv, &gs->mu);
-  pthread_mutex_unlock(&gs->mu);
+  /* Waits under the run's context, as a source must: a run that fails (an allocation, say) never hands
+   * a group over, and a wait blind to the context would hang it. */
+  for (;;) {
+    pthread_mutex_lock(&gs->mu);
+    size_t seen = gs->n;
+    pthread_mutex_unlock(&gs->mu);
+    if (seen > 0) break;
+    if ((rc = weft_ctx_sleep(ctx, WEFT_MS(1))) != 0) return rc;
+  }
   for (int64_t i = 3; i < 28; i++)
     if ((rc = weft_pipeline_emit(em, &i)) != 0) return rc;
   return 0;
