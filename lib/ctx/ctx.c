@@ -567,8 +567,8 @@ typedef struct lookup_frame {
 
 #define LOOKUP_INLINE 32
 
-bool weft_ctx_lookup(const weft_ctx *c, const void *key, void **value) {
-  if (c == NULL || key == NULL) return false;
+/* The general search, through multi-parent contexts (kept out of the common path's frame). */
+__attribute__((noinline)) static bool lookup_multi(const weft_ctx *c, const void *key, void **value) {
   lookup_frame inline_frames[LOOKUP_INLINE];
   lookup_frame *st = inline_frames;
   size_t n = 0, cap = LOOKUP_INLINE;
@@ -616,6 +616,20 @@ bool weft_ctx_lookup(const weft_ctx *c, const void *key, void **value) {
 out:
   if (st != inline_frames) free(st);
   return found;
+}
+
+bool weft_ctx_lookup(const weft_ctx *c, const void *key, void **value) {
+  if (c == NULL || key == NULL) return false;
+  /* The common case, a single line of ancestors, walks it directly; the first multi-parent context met
+   * hands the rest of the search to lookup_multi(). */
+  for (; c != NULL; c = c->parent) {
+    if (c->kind == WEFT__K_VALUE && c->u.v.key == key) {
+      if (value) *value = c->u.v.val;
+      return true;
+    }
+    if (WEFT__UNLIKELY(c->kind == WEFT__K_MULTI)) return lookup_multi(c, key, value);
+  }
+  return false;
 }
 
 void *weft_ctx_value(const weft_ctx *c, const void *key) {
