@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "weft-run.h"
@@ -314,6 +315,25 @@ static int finish(wr_app *a, bool run_failed) {
   return n > 100 ? 101 : (int)n;
 }
 
+/* --no-shell with a fixed program name: look it up in PATH once, not in every child (each miss is an
+ * execve that fails). Not found here: left to posix_spawnp, which reports it per job (127). */
+static char *find_program(const char *name) {
+  if (!*name || strchr(name, '/') || strchr(name, '{')) return NULL;
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  for (const char *p = path;; ) {
+    const char *colon = strchr(p, ':');
+    size_t dl = colon ? (size_t)(colon - p) : strlen(p);
+    char *full = NULL;
+    if (asprintf(&full, "%.*s/%s", (int)dl, dl ? p : ".", name) < 0) return NULL;
+    struct stat st;
+    if (access(full, X_OK) == 0 && stat(full, &st) == 0 && S_ISREG(st.st_mode)) return full;
+    free(full);
+    if (!colon) return NULL;
+    p = colon + 1;
+  }
+}
+
 static size_t auto_jobs(wr_app *a) {
   size_t cap = WR_JOBS_AUTO_MAX;
   struct rlimit rl;
@@ -350,6 +370,7 @@ int main(int argc, char **argv) {
   if (wr_input_total(a->in, &total)) atomic_store(&a->total, total), atomic_store(&a->total_known, true);
   if (wr_joblog_open(&a->o, &a->log) != 0) goto out;
   if (a->o.jobs_auto) a->o.jobs = auto_jobs(a);
+  if (a->o.no_shell) a->prog = find_program(a->o.cmd[0]);
   a->slots = calloc(a->o.jobs / 64 + 1, sizeof *a->slots);
   a->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (!a->slots || a->devnull < 0) { wr_msg("setting up failed: %s", a->slots ? strerror(errno) : "out of memory"); goto out; }
@@ -423,6 +444,7 @@ out:
   wr_template_free(a->tmpl);
   if (a->devnull >= 0) close(a->devnull);
   free(a->slots);
+  free(a->prog);
   free(a->o.src);
   if (fflush(stdout) != 0 && status == 0) status = WR_EXIT_ERROR;
   return status;

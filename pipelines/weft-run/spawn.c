@@ -126,7 +126,8 @@ static int spawn(wr_app *a, wr_job *j, size_t slot, attempt *t) {
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_adddup2(&fa, err[1], 2);
   }
-  if (a->o.no_shell) rc = posix_spawnp(&t->pid, argv[0], &fa, &at, argv, environ);
+  if (a->o.no_shell && a->prog) rc = posix_spawn(&t->pid, a->prog, &fa, &at, argv, environ);
+  else if (a->o.no_shell) rc = posix_spawnp(&t->pid, argv[0], &fa, &at, argv, environ);
   else rc = posix_spawn(&t->pid, "/bin/sh", &fa, &at, shargv, environ);
 out_attr:
   posix_spawnattr_destroy(&at);
@@ -160,8 +161,11 @@ static enum wr_class attempt_run(wr_app *a, wr_job *j, size_t slot, weft_ctx *ct
   if (rc != 0) {
     /* the shell itself could not start, or (--no-shell) the program: 127 not found, 126 otherwise */
     char msg[256];
-    int n = snprintf(msg, sizeof msg, "%s: job %llu: cannot run %s: %s\n", WR_NAME, (unsigned long long)j->seq,
-                     a->o.no_shell ? "the command" : "/bin/sh", strerror(rc));
+    int n = rc == E2BIG
+                ? snprintf(msg, sizeof msg, "%s: job %llu: its command (%zu bytes) is longer than the kernel takes "
+                           "for one argument (128 KiB) or for all of them\n", WR_NAME, (unsigned long long)j->seq, j->cmdlen)
+                : snprintf(msg, sizeof msg, "%s: job %llu: cannot run %s: %s\n", WR_NAME, (unsigned long long)j->seq,
+                           a->o.no_shell ? "the command" : "/bin/sh", strerror(rc));
     if (a->o.out == WR_OUT_GROUP) wr_hold_add(&j->err, msg, (size_t)n);
     else wr_write(a, 2, msg, (size_t)n);
     j->exitval = rc == ENOENT ? 127 : 126, j->signo = 0;

@@ -183,6 +183,7 @@ typedef struct wr_app {
   weft_ctx *kill_ctx;          /* ended by --deadline, a second signal, --halt now: running jobs stop */
   weft_cancel *kill_cancel;
   int devnull;
+  char *prog;                  /* --no-shell: the program's path, found in PATH once, or NULL */
   char *tmpdir;
 
   atomic_bool stopping;        /* start nothing new */
