@@ -192,7 +192,7 @@ static enum wr_class attempt_run(wr_app *a, wr_job *j, size_t slot, weft_ctx *ct
     if (!t.exited && t.pidfd >= 0) ipid = np, pf[np++] = (struct pollfd){.fd = t.pidfd, .events = POLLIN};
     if (!t.term_sig && cfd >= 0) ictx = np, pf[np++] = (struct pollfd){.fd = cfd, .events = POLLIN};
     int timeout = -1;
-    if (t.pidfd < 0 && !t.exited) timeout = 10; /* no pidfd: look every 10 ms */
+    if ((t.pidfd < 0 && !t.exited) || (cfd < 0 && !t.term_sig)) timeout = 10; /* no descriptor: look every 10 ms */
     if (t.term_sig) {
       int64_t left = t.kill_at - weft_now();
       int ms = left <= 0 ? 0 : (int)(left / 1000000) + 1;
@@ -205,7 +205,7 @@ static enum wr_class attempt_run(wr_app *a, wr_job *j, size_t slot, weft_ctx *ct
     for (int k = 1; k <= 2; k++)
       if (ip[k] >= 0 && pf[ip[k]].revents) drain_pipe(a, j, &t, k, false);
     if (ipid < 0 || pf[ipid].revents) reap(&t);
-    if (ictx >= 0 && (pf[ictx].revents & POLLIN) && !t.term_sig) {
+    if (!t.term_sig && ((ictx >= 0 && (pf[ictx].revents & POLLIN)) || (cfd < 0 && weft_ctx_done(ctx)))) {
       t.term_sig = SIGTERM;
       t.kill_at = weft_now() + a->o.term_grace;
       signal_group(&t, SIGTERM);
