@@ -56,7 +56,8 @@ void wr_job_finished(wr_app *a, wr_job *j) {
       a->halted = true;
       if (a->o.halt_why == WR_HALT_SUCCESS) a->halt_status = 0;
       else if (a->o.halt_pct) a->halt_status = (int)ceil((double)failed / (total > 0 ? total : 1) * 100.0);
-      else if (a->o.halt_value == 1) a->halt_status = (j->exitval ? j->exitval : j->signo ? j->signo + 128 : 0) & 0xff;
+      else if (a->o.halt_value == 1) /* a job weft-run stopped has exitval -1: its signal tells (GNU: 255) */
+        a->halt_status = (j->exitval > 0 ? j->exitval : j->signo ? j->signo + 128 : 1) & 0xff;
       else a->halt_status = failed > 101 ? 101 : (int)failed;
       wr_msg("halting (--halt %s): job %llu %s; %s", a->o.halt_when == WR_HALT_NOW ? "now" : "soon",
              (unsigned long long)j->seq, j->cls == WR_DONE ? "succeeded" : "failed",
@@ -294,17 +295,26 @@ static void *progress_thread(void *arg) {
 /* ---- the summary and the exit status ------------------------------------------------------------ */
 
 static int finish(wr_app *a, bool run_failed) {
+  /* inputs known but never read (all of ::: and whole files are known) were not started either */
+  uint64_t total = atomic_load(&a->total), read = atomic_load(&a->read);
+  if (atomic_load(&a->total_known) && total > read) {
+    atomic_fetch_add(&a->count[WR_NOT_STARTED], total - read);
+    atomic_store(&a->read, total);
+  }
+  bool unread = !atomic_load(&a->total_known); /* a streamed input left before its end */
   uint64_t c[WR_NCLASS];
   for (int k = 0; k < WR_NCLASS; k++) c[k] = atomic_load(&a->count[k]);
   uint64_t bad = c[WR_FAILED] + c[WR_TIMED_OUT] + c[WR_KILLED];
   int signo = atomic_load(&a->stop_signal);
   bool deadline = weft_ctx_err(a->kill_ctx) == WEFT_EDEADLINE;
   bool own_error = run_failed || atomic_load(&a->input_failed) || atomic_load(&a->output_failed);
-  if (a->progress || signo || a->halted || deadline || own_error || bad || c[WR_NOT_STARTED] || c[WR_SKIPPED]) {
-    char extra[64] = "";
+  if (a->progress || signo || a->halted || deadline || own_error || bad || unread || c[WR_NOT_STARTED] ||
+      c[WR_SKIPPED]) {
+    char extra[96] = "";
     if (c[WR_SKIPPED]) snprintf(extra, sizeof extra, ", %llu skipped", (unsigned long long)c[WR_SKIPPED]);
     const char *why = signo ? " - stopped by a signal" : a->halted ? " - halted" : deadline ? " - deadline passed"
                       : atomic_load(&a->output_failed) ? " - output closed" : "";
+    if (unread) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", input not read to its end");
     wr_msg("%llu done, %llu failed, %llu timed out, %llu killed, %llu not started%s (%llu inputs read)%s",
            (unsigned long long)c[WR_DONE], (unsigned long long)c[WR_FAILED], (unsigned long long)c[WR_TIMED_OUT],
            (unsigned long long)c[WR_KILLED], (unsigned long long)c[WR_NOT_STARTED], extra,
@@ -314,6 +324,7 @@ static int finish(wr_app *a, bool run_failed) {
   if (signo) return 128 + signo;
   if (a->halted) return a->halt_status;
   uint64_t n = bad + c[WR_NOT_STARTED];
+  if (n == 0 && unread) n = 1; /* inputs were left, uncounted: never 0 */
   return n > 100 ? 101 : (int)n;
 }
 
@@ -397,7 +408,10 @@ int main(int argc, char **argv) {
   o.name = "inputs";
   o.item_size = sizeof(wr_job *);
   o.discard = job_discard, o.discard_arg = a;
-  o.out_capacity = a->o.jobs; /* bursts adapt to the run stage: one job at a time once jobs take long */
+  o.out_capacity = a->o.jobs;
+  /* one job per hand-off: a worker must not hold jobs behind the one it runs (a slow job would keep
+   * them from the idle workers); --dry-run's jobs cost nothing, and there bursts keep 10^7 inputs quick */
+  o.burst = a->o.dry_run ? 0 : 1;
   rc = weft_pipeline_source(a->p, &o, source, a);
   o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
   o.name = "run";

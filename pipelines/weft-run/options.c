@@ -67,7 +67,7 @@ bool wr_parse_duration(const char *s, int64_t *out) {
 }
 
 static bool parse_size(const char *s, unsigned long long max, unsigned long long *out) {
-  if (!s || !*s || *s == '-' || *s == '+') return false;
+  if (!s || !(*s >= '0' && *s <= '9')) return false; /* no sign, no white space: strtoull would take them */
   char *end;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);

@@ -56,7 +56,7 @@ typedef struct attempt {
 } attempt;
 
 static void take_output(wr_app *a, wr_job *j, attempt *t, int fd, const char *p, size_t n) {
-  j->received += n;
+  if (fd == 1) j->received += n; /* the joblog's Receive: stdout's bytes, as GNU parallel counts them */
   if (a->o.out == WR_OUT_LINE) wr_lines_add(a, j, fd, &t->lines[fd], p, n);
   else wr_hold_add(fd == 1 ? &j->out : &j->err, p, n);
 }
@@ -164,8 +164,11 @@ static enum wr_class attempt_run(wr_app *a, wr_job *j, size_t slot, weft_ctx *ct
     int n = rc == E2BIG
                 ? snprintf(msg, sizeof msg, "%s: job %llu: its command (%zu bytes) is longer than the kernel takes "
                            "for one argument (128 KiB) or for all of them\n", WR_NAME, (unsigned long long)j->seq, j->cmdlen)
-                : snprintf(msg, sizeof msg, "%s: job %llu: cannot run %s: %s\n", WR_NAME, (unsigned long long)j->seq,
-                           a->o.no_shell ? "the command" : "/bin/sh", strerror(rc));
+                : a->o.no_shell
+                ? snprintf(msg, sizeof msg, "%s: job %llu: %s: %s\n", WR_NAME, (unsigned long long)j->seq,
+                           a->o.cmd[0], rc == ENOENT ? "not found" : strerror(rc))
+                : snprintf(msg, sizeof msg, "%s: job %llu: cannot run /bin/sh: %s\n", WR_NAME,
+                           (unsigned long long)j->seq, strerror(rc));
     if (a->o.out == WR_OUT_GROUP) wr_hold_add(&j->err, msg, (size_t)n);
     else wr_write(a, 2, msg, (size_t)n);
     j->exitval = rc == ENOENT ? 127 : 126, j->signo = 0;
