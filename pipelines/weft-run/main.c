@@ -377,6 +377,7 @@ int main(int argc, char **argv) {
   pthread_mutex_init(&a->halt_mu, NULL);
   pthread_mutex_init(&a->slot_mu, NULL);
   for (int k = 0; k < 3; k++) pthread_mutex_init(&a->out_mu[k], NULL);
+  wr_msg_mu = &a->out_mu[2];
   a->devnull = -1;
   sigs s = {.a = a};
   pthread_mutex_init(&s.mu, NULL);
