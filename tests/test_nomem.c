@@ -186,6 +186,57 @@ WEFT_TEST(nomem, pool_group_sem) {
   cr_assert_eq(weft_ctx_live_count(), 0);
 }
 
+/* A submit with a completion channel and callback whose job record cannot be allocated returns
+ * WEFT_ENOMEM, calls nothing, and gives the channel's reserved room back (the channel of 1 takes the next
+ * submit). */
+static _Atomic int nomem_done_calls;
+static void nomem_done(void *arg, int rc, weft_job_state st, void *darg) {
+  (void)arg;
+  (void)rc;
+  (void)st;
+  (void)darg;
+  atomic_fetch_add(&nomem_done_calls, 1);
+}
+
+WEFT_TEST(nomem, pool_completion_reservation_given_back) {
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 1;
+  o.queue_cap = 4;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  weft_chan *dc;
+  cr_assert_eq(weft_chan_create(sizeof(struct weft_completion), 1, &dc), 0);
+  weft_job_opts jo = WEFT_JOB_OPTS_INIT;
+  jo.on_done = nomem_done;
+  jo.done_chan = dc;
+  atomic_store(&ran, 0);
+  atomic_store(&nomem_done_calls, 0);
+  long k;
+  int r = WEFT_ENOMEM;
+  for (k = 0; k < SWEEP_MAX && r != 0; k++) {
+    arm(k);
+    r = weft_pool_submit_opts(p, NULL, job, NULL, &jo, NULL);
+    disarm();
+    cr_assert(r == 0 || r == WEFT_ENOMEM, "k=%ld: %d", k, r);
+    if (r != 0) {
+      cr_assert_eq(atomic_load(&nomem_done_calls), 0);
+      cr_assert_eq(weft_chan_len(dc), 0);
+    }
+  }
+  cr_assert_gt(k, 1, "the record's allocation failed on the way");
+  cr_assert_eq(weft_pool_wait_all(p, NULL), 0);
+  cr_assert_eq(atomic_load(&ran), 1);
+  cr_assert_eq(atomic_load(&nomem_done_calls), 1);
+  struct weft_completion c;
+  cr_assert_eq(weft_chan_try_recv(dc, &c), 0);
+  cr_assert_eq(c.state, WEFT_JOB_COMPLETED);
+  cr_assert_eq(weft_chan_try_recv(dc, &c), WEFT_EEMPTY, "exactly one completion, the failed submits sent none");
+  weft_pool_report rep;
+  weft_pool_destroy(p, &rep);
+  cr_assert_eq(rep.submitted, 1);
+  weft_chan_destroy(dc);
+}
+
 static int src(weft_ctx *ctx, weft_emitter *em, void *arg) {
   (void)ctx;
   (void)arg;

@@ -52,13 +52,26 @@
  * then queues and lets park.c spin on its token before parking on the context's wake word; cancelling the
  * context wakes every thread parked under it with one futex wake-all.
  *
+ * Reservations (reserve.h). A pool reserves room for a completion at submit and sends it when the job
+ * ends, from a worker that must never wait. `resv` counts reservations not yet used. A reservation is taken
+ * by CAS on resv from r to r + 1 only when r + (tail - head) < cap, with resv read before head and head
+ * before tail (so the length read is never below the truth at the resv read). The length can grow between
+ * the reads and the CAS only by a reserved send, which decrements resv after its send, so either the CAS
+ * fails (it decremented) or that element is counted twice (in r and the length): never too few. Receivers
+ * only make room. Hence, as long as nothing but reserved sends fills the channel, reservations + buffered
+ * <= cap, and a reserved send always finds its slot free, except for the instant a receiver that claimed
+ * the oldest element takes to copy it out: the send waits for that (it sees head advanced) and only for
+ * that.
+ *
  * What each of these choices is worth was measured with weft-bench (bench/README.md): the pre-queue spin's
  * backoff (chan_wait.c) for chan_spsc; checking for close only every 32nd retry (the check reads the tail,
  * which every send writes) and re-polling small rings after every pause for chan_pingpong.
  */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "chan/chan_impl.h"
+#include "chan/reserve.h"
 
 /* ---- construction ------------------------------------------------------------------------------- */
 
@@ -333,4 +346,43 @@ int weft_chan_stats(const weft_chan *ch, struct weft_chan_stats *out) {
   out->recv_waits = ch->recv_waits;
   pthread_mutex_unlock(&m->mu);
   return 0;
+}
+
+/* ---- reserved sends (reserve.h; see "Reservations" above) --------------------------------------- */
+
+int weft__chan_reserve(weft_chan *ch) {
+  uint64_t r = atomic_load(&ch->resv);
+  for (;;) {
+    uint64_t h = CHAN_H_POS(atomic_load(&ch->head));
+    uint64_t t = atomic_load(&ch->tail);
+    if (t & CHAN_T_CLOSED) return WEFT_ECLOSED;
+    uint64_t len = CHAN_T_POS(t) - h;
+    if (r >= ch->cap || len >= ch->cap - r) return WEFT_EFULL;
+    if (atomic_compare_exchange_weak(&ch->resv, &r, r + 1)) break;
+  }
+  atomic_fetch_add(&ch->refs, 1);
+  return 0;
+}
+
+void weft__chan_unreserve(weft_chan *ch) {
+  atomic_fetch_sub(&ch->resv, 1);
+  weft__chan_unref(ch);
+}
+
+int weft__chan_send_reserved(weft_chan *ch, const void *elem) {
+  int rc;
+  for (unsigned i = 0;; i++) {
+    if ((rc = chan__ring_send(ch, elem)) != WEFT_EFULL) break;
+    /* Full by the slots: is a receiver still copying the oldest element out (head moved past it)? Then
+     * room is a few instructions away. Otherwise the room was taken by sends without a reservation. */
+    uint64_t t = CHAN_T_POS(atomic_load(&ch->tail)), h = CHAN_H_POS(atomic_load(&ch->head));
+    if (t - h >= ch->cap) break;
+    if (i % 8 == 7)
+      sched_yield();
+    else
+      weft__cpu_relax();
+  }
+  atomic_fetch_sub(&ch->resv, 1);
+  weft__chan_unref(ch);
+  return rc;
 }

@@ -72,7 +72,9 @@ struct weft_chan {
   uint64_t send_waits, recv_waits; /* under mu */
   uint64_t sends0, recvs0;         /* capacity 0 only; under mu */
   _Atomic uint32_t closed0;        /* capacity 0 only; written under mu */
-  _Atomic uint32_t refs;           /* the user's reference + one per armed timer callback */
+  _Atomic uint32_t refs;           /* the user's reference + one per armed timer callback + one per
+                                    * reserved completion (weft__chan_reserve) */
+  _Atomic uint64_t resv;           /* completions reserved by a pool and not yet sent (reserve.h) */
 };
 
 static inline void chan__copy(void *dst, const void *src, size_t n) {
