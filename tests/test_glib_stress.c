@@ -82,7 +82,7 @@ static void submit_more(void) {
 }
 
 static void *canceller(void *arg) {
-  unsigned s = seed * 7 + 1;
+  unsigned s = *(unsigned *)arg; /* its own: the main thread's seed changes as it runs */
   while (!atomic_load(&stop_canceller)) {
     g_cancellable_cancel(gcs[rand_r(&s) % njobs]);
     weft_ctx_sleep(weft_background(), WEFT_US(100));
@@ -115,7 +115,8 @@ WEFT_TEST(glib_stress, results_exactly_once_with_cancellables_cancelled_from_ano
   cr_assert_eq(weft_pool_create(&o, &pool), 0);
   cr_assert_eq(weft_glib_new(mc, &g), 0);
   pthread_t th;
-  pthread_create(&th, NULL, canceller, NULL);
+  unsigned cseed = seed * 7 + 1;
+  pthread_create(&th, NULL, canceller, &cseed);
   GSource *t = g_timeout_source_new(1);
   g_source_set_callback(t, kick, NULL, NULL);
   g_source_attach(t, mc);
