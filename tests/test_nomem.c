@@ -284,6 +284,46 @@ WEFT_TEST(nomem, pipelines) {
   cr_assert_eq(weft_ctx_live_count(), 0);
 }
 
+/* A started run: each allocation of start and of the run fails alone in turn. start returns 0 or
+ * WEFT_ENOMEM (then nothing runs and the pipeline can start again); a run whose setup failed reports
+ * WEFT_ENOMEM through join, and the pipeline can start again too. */
+static _Atomic int start_done_calls;
+static void start_done(weft_pipeline *p, const weft_pipeline_report *rep, void *arg) {
+  (void)p;
+  (void)rep;
+  (void)arg;
+  atomic_fetch_add(&start_done_calls, 1);
+}
+
+WEFT_TEST(nomem, pipeline_start_each_allocation) {
+  weft_pipeline *p;
+  int64_t total = 0;
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
+  weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+  o.item_size = sizeof(int64_t);
+  cr_assert_eq(weft_pipeline_source(p, &o, src, NULL), 0);
+  cr_assert_eq(weft_pipeline_sink(p, NULL, sum, &total), 0);
+  long k, started = 0;
+  int rc = WEFT_ENOMEM;
+  for (k = 0; k < SWEEP_MAX && rc != 0; k++) {
+    total = 0;
+    arm_one(k);
+    rc = weft_pipeline_start(p, NULL, start_done, NULL);
+    if (rc == 0) {
+      started++;
+      rc = weft_pipeline_join(p, NULL, NULL);
+    }
+    disarm();
+    cr_assert(rc == 0 || rc == WEFT_ENOMEM, "k=%ld: %s", k, weft_err_name(rc));
+    cr_assert_eq(atomic_load(&start_done_calls), started, "on_done once per successful start");
+  }
+  cr_assert_eq(rc, 0);
+  cr_assert_gt(k, 2, "allocations failed on the way");
+  cr_assert_eq(total, 5050);
+  cr_assert_eq(weft_pipeline_destroy(p), 0);
+  cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
 /* The callback thread frees the context whose last reference its after-func held; when that thread cannot
  * get a per-thread cache (its first allocation fails), the free must still be counted. */
 static _Atomic int cb_returned;

@@ -107,7 +107,6 @@ static void *loop_main(void *a) {
   loop_arg *la = a;
   struct weft_completion c;
   if (la->use_fd) {
-#if 0 /* CHAN_FD */
     int fd = weft_chan_fd(dc);
     cr_assert_geq(fd, 0, "weft_chan_fd: %s", weft_err_name(fd));
     while (!atomic_load(&stop_loop)) {
@@ -121,7 +120,6 @@ static void *loop_main(void *a) {
       if (got == 0) la->empty_wakeups++;
       la->received += got;
     }
-#endif
   } else {
     weft_ctx *lc;
     weft_cancel *lk;
@@ -229,4 +227,16 @@ WEFT_TEST(pool_done_stress, loop_recv_random_drain) {
   unsigned seed = stress_seed("loop_recv_random_drain", (unsigned)weft_now() ^ 0x5bd1e995u);
   long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 4);
   for (long r = 0; r < rounds; r++) stress_round(seed + (unsigned)r * 131u, WEFT_POOL_DRAIN, false);
+}
+
+WEFT_TEST(pool_done_stress, loop_poll_fd_random_cancel) {
+  unsigned seed = stress_seed("loop_poll_fd_random_cancel", (unsigned)weft_now() ^ 0x9e3779b9u);
+  long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 4);
+  for (long r = 0; r < rounds; r++) stress_round(seed + (unsigned)r * 613u, WEFT_POOL_CANCEL, true);
+}
+
+WEFT_TEST(pool_done_stress, loop_poll_fd_random_drain) {
+  unsigned seed = stress_seed("loop_poll_fd_random_drain", (unsigned)weft_now() ^ 0x85ebca6bu);
+  long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 4);
+  for (long r = 0; r < rounds; r++) stress_round(seed + (unsigned)r * 389u, WEFT_POOL_DRAIN, true);
 }

@@ -63,12 +63,29 @@
  * the oldest element takes to copy it out: the send waits for that (it sees head advanced) and only for
  * that.
  *
+ * Descriptor (weft_chan_fd). An eventfd made on first use, readable exactly while a receive would not
+ * block: the element at the head is published, or the channel is closed. Channels without one pay
+ * nothing: attaching it sets bit FD in the tail word and in the head word, which the fast path already
+ * tests together with RWAIT / SWAIT (one mask, same branch). With the bits set, every send and receive
+ * calls fd_update() after its operation. fd_update() recomputes readiness from the ring under fd_mu and
+ * writes or reads the eventfd only on a change (fd_set mirrors its counter, 0 or 1): the last update
+ * after any change sees that change, so the descriptor ends in the ring's state, never stuck readable
+ * after a drain and never missing an element. A sender skips the lock when fd_set is already true
+ * (the common case while a loop is behind): it published, fenced, and read fd_set; an update that clears
+ * fd_set stores false, fences, then re-reads readiness, so one of the two sees the other (Dekker) and the
+ * element is never left unsignalled. Senders whose CAS preceded the bits may not have published yet when
+ * the descriptor is attached; weft_chan_fd() waits for those few before its first update. Capacity-0
+ * channels have no buffer to be readable for: weft_chan_fd() refuses them.
+ *
  * What each of these choices is worth was measured with weft-bench (bench/README.md): the pre-queue spin's
  * backoff (chan_wait.c) for chan_spsc; checking for close only every 32nd retry (the check reads the tail,
  * which every send writes) and re-polling small rings after every pause for chan_pingpong.
  */
+#include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "chan/chan_impl.h"
 #include "chan/reserve.h"
@@ -101,6 +118,9 @@ int weft__chan_new(const weft_chan_opts *o, weft_chan **out) {
   ch->discard = o->discard;
   ch->discard_arg = o->discard_arg;
   WEFT__ASSERT(pthread_mutex_init(&ch->mu, NULL) == 0);
+  WEFT__ASSERT(pthread_mutex_init(&ch->fd_mu, NULL) == 0);
+  atomic_init(&ch->efd, -1);
+  atomic_init(&ch->fd_set, false);
   atomic_init(&ch->tail, 0);
   atomic_init(&ch->head, 0);
   atomic_init(&ch->closed0, 0);
@@ -136,6 +156,9 @@ static void chan_free(weft_chan *ch) {
     }
   }
   pthread_mutex_destroy(&ch->mu);
+  pthread_mutex_destroy(&ch->fd_mu);
+  int fd = atomic_load(&ch->efd);
+  if (fd >= 0) close(fd);
   free(ch->slots);
   free(ch);
 }
@@ -207,6 +230,88 @@ void weft__chan_wake(weft_chan *ch, bool senders) {
   sync_bits(ch);
   pthread_mutex_unlock(&ch->mu);
   if (w) weft__waiter_signal(w, 1);
+}
+
+/* ---- the readiness descriptor (see "Descriptor" above) ------------------------------------------ */
+
+/* A receive would not block: the element at the head is published, or the channel is closed. */
+static bool fd_ready(weft_chan *ch) {
+  if (atomic_load(&ch->tail) & CHAN_T_CLOSED) return true;
+  uint64_t p = CHAN_H_POS(atomic_load(&ch->head));
+  return atomic_load(chan__seq(chan__slot(ch, p))) == 2 * p + 1;
+}
+
+static void efd_write(int fd) {
+  uint64_t one = 1;
+  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+static void efd_read(int fd) {
+  uint64_t v;
+  while (read(fd, &v, sizeof v) < 0 && errno == EINTR) {
+  }
+}
+
+/* Under fd_mu: brings the eventfd to the ring's state. */
+static void fd_update_locked(weft_chan *ch) {
+  int fd = atomic_load_explicit(&ch->efd, memory_order_relaxed);
+  if (atomic_load_explicit(&ch->fd_set, memory_order_relaxed)) {
+    if (fd_ready(ch)) return;
+    atomic_store(&ch->fd_set, false);
+    efd_read(fd);
+    atomic_thread_fence(memory_order_seq_cst); /* Dekker with a sender that skipped: see the notes */
+    if (!fd_ready(ch)) return;
+  } else if (!fd_ready(ch)) {
+    return;
+  }
+  efd_write(fd);
+  atomic_store(&ch->fd_set, true);
+}
+
+static void fd_update(weft_chan *ch) {
+  pthread_mutex_lock(&ch->fd_mu);
+  fd_update_locked(ch);
+  pthread_mutex_unlock(&ch->fd_mu);
+}
+
+void weft__chan_after_send(weft_chan *ch, uint64_t t) {
+  if (t & CHAN_T_RWAIT) weft__chan_wake(ch, false);
+  if (t & CHAN_T_FD) {
+    atomic_thread_fence(memory_order_seq_cst); /* our publish before the read of fd_set */
+    if (!atomic_load(&ch->fd_set)) fd_update(ch);
+  }
+}
+
+void weft__chan_after_recv(weft_chan *ch, uint64_t h) {
+  if (h & CHAN_H_SWAIT) weft__chan_wake(ch, true);
+  if (h & CHAN_H_FD) fd_update(ch);
+}
+
+int weft_chan_fd(weft_chan *ch) {
+  if (ch == NULL || ch->cap == 0) return WEFT_EINVAL;
+  int fd = atomic_load_explicit(&ch->efd, memory_order_acquire);
+  if (fd >= 0) return fd;
+  pthread_mutex_lock(&ch->fd_mu);
+  fd = atomic_load(&ch->efd);
+  if (fd < 0) {
+    fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) {
+      int e = errno;
+      pthread_mutex_unlock(&ch->fd_mu);
+      return e == ENOMEM ? WEFT_ENOMEM : WEFT_ESYS;
+    }
+    atomic_store(&ch->efd, fd);
+    atomic_fetch_or(&ch->head, CHAN_H_FD);
+    uint64_t t = CHAN_T_POS(atomic_fetch_or(&ch->tail, CHAN_T_FD));
+    /* Senders that claimed a position before the bit do not update the descriptor: wait until each has
+     * published (or its element was taken already), then take the state once. */
+    for (uint64_t p = CHAN_H_POS(atomic_load(&ch->head)); (int64_t)(t - p) > 0; p++)
+      for (unsigned i = 0; atomic_load(chan__seq(chan__slot(ch, p))) == 2 * p; i++)
+        if (i % 16 == 15) sched_yield(); else weft__cpu_relax();
+    fd_update_locked(ch);
+  }
+  pthread_mutex_unlock(&ch->fd_mu);
+  return fd;
 }
 
 bool weft__chan_enqueue(weft_chan *ch, chan_entry *e, bool send) {
@@ -286,11 +391,13 @@ int weft_chan_try_recv(weft_chan *ch, void *elem) {
 int weft_chan_close(weft_chan *ch) {
   if (ch == NULL) return WEFT_EINVAL;
   pthread_mutex_lock(&ch->mu);
-  bool was;
+  bool was, has_fd = false;
   if (ch->cap == 0) {
     was = atomic_exchange(&ch->closed0, 1) != 0;
   } else {
-    was = (atomic_fetch_or(&ch->tail, CHAN_T_CLOSED) & CHAN_T_CLOSED) != 0;
+    uint64_t old = atomic_fetch_or(&ch->tail, CHAN_T_CLOSED);
+    was = (old & CHAN_T_CLOSED) != 0;
+    has_fd = (old & CHAN_T_FD) != 0;
   }
   if (was) {
     pthread_mutex_unlock(&ch->mu);
@@ -308,6 +415,7 @@ int weft_chan_close(weft_chan *ch) {
     woken = e->next; /* read before the signal: the entry may vanish right after it */
     weft__waiter_signal(e->op->w, 1);
   }
+  if (has_fd) fd_update(ch); /* closed: readable from now on */
   return 0;
 }
 
