@@ -12,10 +12,11 @@
  *   (hub.c, senders), so nothing can reach the adapter once it is freed. The source outlives the adapter
  *   by the GLib references GLib holds during dispatch; its pointer to the adapter is cleared first.
  * - Links: the GCancellable side follows GLib's rules: g_cancellable_connect calls the handler at once when
- *   already cancelled, and g_cancellable_disconnect waits for a handler running on another thread; the
- *   weft side uses weft_ctx_after_func, whose registration holds the context and whose arg holds a
+ *   already cancelled; the handler's data is a bridge object that GLib frees through the handler's destroy
+ *   notify (see struct bridge for why it cannot be the link); the weft side uses weft_ctx_after_func, whose registration holds the context and whose arg holds a
  *   reference to the GCancellable that whoever ends the registration (the callback, or a successful stop)
  *   drops. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "adapt/hub.h"
@@ -155,6 +156,22 @@ GSource *weft_glib_ctx_source_new(weft_ctx *ctx) {
 
 /* ---- GCancellable <-> weft context --------------------------------------------------------------- */
 
+/* What the "cancelled" handler uses, in an object of its own that GLib frees through the handler's
+ * destroy notify: GLib 2.74's g_cancellable_disconnect can return while a cancel running on another
+ * thread is about to call the handler (the check of "cancel running" and the removal of the handler are
+ * two steps), so the handler's data must outlive the link. GLib calls the destroy notify once the handler
+ * is disconnected and no emission holds it. The handler may thus run after weft_glib_link_free: it then
+ * cancels a context the free already cancelled, which does nothing.
+ * ThreadSanitizer does not see GLib's own synchronisation (futexes and atomics inside an uninstrumented
+ * GLib), so the bridge carries it explicitly: its fields are published with release order before the
+ * connect and read with acquire order in the handler, and the handler's calls are counted with release
+ * order and read with acquire order before the free. */
+typedef struct bridge {
+  _Atomic(weft_cancel *) cancel; /* the right to cancel the link's context */
+  weft_ctx *ctx;                 /* the bridge's reference to it */
+  _Atomic int calls;
+} bridge;
+
 struct weft_glib_link {
   GCancellable *c;
   /* ctx_with_cancellable */
@@ -167,8 +184,16 @@ struct weft_glib_link {
 
 static void on_cancelled(GCancellable *c, gpointer data) {
   (void)c;
-  weft_glib_link *l = data;
-  weft_ctx_cancel(l->cancel);
+  bridge *b = data;
+  weft_ctx_cancel(atomic_load_explicit(&b->cancel, memory_order_acquire));
+  atomic_fetch_add_explicit(&b->calls, 1, memory_order_release);
+}
+
+static void bridge_free(gpointer data) {
+  bridge *b = data;
+  (void)atomic_load_explicit(&b->calls, memory_order_acquire);
+  weft_ctx_release(b->ctx);
+  free(b);
 }
 
 int weft_glib_ctx_with_cancellable(weft_ctx *parent, GCancellable *c, weft_ctx **out, weft_glib_link **link) {
@@ -176,15 +201,24 @@ int weft_glib_ctx_with_cancellable(weft_ctx *parent, GCancellable *c, weft_ctx *
   if (link != NULL) *link = NULL;
   if (parent == NULL || c == NULL || !G_IS_CANCELLABLE(c) || out == NULL || link == NULL) return WEFT_EINVAL;
   weft_glib_link *l = calloc(1, sizeof *l);
-  if (l == NULL) return WEFT_ENOMEM;
+  bridge *b = calloc(1, sizeof *b);
+  if (l == NULL || b == NULL) {
+    free(l);
+    free(b);
+    return WEFT_ENOMEM;
+  }
   int rc = weft_ctx_with_cancel(parent, &l->ctx, &l->cancel);
   if (rc != 0) {
     free(l);
+    free(b);
     return rc;
   }
   l->c = g_object_ref(c);
-  /* Already cancelled: the handler runs here, now, and 0 comes back (nothing to disconnect). */
-  l->handler = g_cancellable_connect(c, G_CALLBACK(on_cancelled), l, NULL);
+  b->ctx = weft_ctx_retain(l->ctx);
+  atomic_init(&b->calls, 0);
+  atomic_store_explicit(&b->cancel, l->cancel, memory_order_release);
+  /* Already cancelled: the handler runs here, now, the bridge is freed, and 0 comes back. */
+  l->handler = g_cancellable_connect(c, G_CALLBACK(on_cancelled), b, bridge_free);
   *out = weft_ctx_retain(l->ctx);
   *link = l;
   return 0;
