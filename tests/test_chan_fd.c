@@ -78,7 +78,7 @@ WEFT_TEST(chan_fd, wraparound_tracks_every_step) {
   unsigned seed = 7;
   int next_in = 0, next_out = 0;
   for (int i = 0; i < 5000; i++) {
-    if (rand_r(&seed) % 2) {
+    if (weft_test_rand(&seed) % 2) {
       int rc = weft_chan_try_send(ch, &next_in);
       if (len < 3) {
         cr_assert_eq(rc, 0);

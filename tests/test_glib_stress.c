@@ -51,8 +51,8 @@ static void on_result(void *job_arg, int job_rc, weft_job_state state, void *cb_
   weft_ctx_release(j->req);
   delivered++;
   window--;
-  size_t back = rand_r(&seed) % (window + 1);
-  if (rand_r(&seed) % 6 == 0 && back < next_job) { /* cancel a recent job if still in flight */
+  size_t back = weft_test_rand(&seed) % (window + 1);
+  if (weft_test_rand(&seed) % 6 == 0 && back < next_job) { /* cancel a recent job if still in flight */
     job *v = &jobs[next_job - 1 - back];
     if (v->handle != NULL) {
       int rc = weft_glib_job_cancel(v->handle);
@@ -84,7 +84,7 @@ static void submit_more(void) {
 static void *canceller(void *arg) {
   unsigned s = *(unsigned *)arg; /* its own: the main thread's seed changes as it runs */
   while (!atomic_load(&stop_canceller)) {
-    g_cancellable_cancel(gcs[rand_r(&s) % njobs]);
+    g_cancellable_cancel(gcs[weft_test_rand(&s) % njobs]);
     weft_ctx_sleep(weft_background(), WEFT_US(100));
   }
   return NULL;

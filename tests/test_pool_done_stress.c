@@ -67,7 +67,7 @@ static void *submitter(void *a) {
   sub *s = a;
   for (size_t i = 0; i < s->n; i++) {
     size_t id = s->first + i;
-    unsigned r = (unsigned)rand_r(&s->seed);
+    unsigned r = (unsigned)weft_test_rand(&s->seed);
     weft_job_opts jo = WEFT_JOB_OPTS_INIT;
     jo.done_chan = dc;
     jo.done_arg = &jobs[id];
@@ -169,9 +169,9 @@ static void stress_round(unsigned seed, weft_pool_mode mode, bool use_fd) {
     subs[t] = (sub){t * N, N, seed + (unsigned)t, 0};
     cr_assert_eq(pthread_create(&subs[t].th, NULL, submitter, &subs[t]), 0);
   }
-  usleep((useconds_t)(rand_r(&seed) % 40000));
+  usleep((useconds_t)(weft_test_rand(&seed) % 40000));
   weft_ctx_cancel(sub_cancel); /* the jobs under it that have not started end canceled before start */
-  usleep((useconds_t)(rand_r(&seed) % 40000));
+  usleep((useconds_t)(weft_test_rand(&seed) % 40000));
   weft_pool_report rep;
   cr_assert_eq(weft_pool_shutdown(pool, mode, WEFT_FOREVER, &rep), 0);
   for (size_t t = 0; t < T; t++) pthread_join(subs[t].th, NULL);

@@ -65,8 +65,8 @@ static void on_result(void *job_arg, int job_rc, weft_job_state state, void *cb_
     j->handle = NULL;
   }
   /* now and then cancel a random job still in flight */
-  if (nlive > 0 && rand_r(&seed) % 8 == 0) {
-    job *v = &jobs[live[rand_r(&seed) % nlive]];
+  if (nlive > 0 && weft_test_rand(&seed) % 8 == 0) {
+    job *v = &jobs[live[weft_test_rand(&seed) % nlive]];
     int rc = weft_uv_job_cancel(v->handle);
     cr_assert(rc == 0 || rc == WEFT_ESTATE, "%s", weft_err_name(rc));
     if (rc == 0) v->cancel_sent = true;
@@ -78,7 +78,7 @@ static void submit_more(void) {
   while (!stopped && next_job < njobs && window < 256) {
     job *j = &jobs[next_job];
     j->id = next_job;
-    bool with_handle = rand_r(&seed) % 2;
+    bool with_handle = weft_test_rand(&seed) % 2;
     int rc = weft_uv_submit(ads[next_job % 2], pool, NULL, stress_job, j, on_result, j,
                             with_handle ? &j->handle : NULL);
     if (rc == WEFT_EFULL) return; /* a later result refills */

@@ -72,7 +72,7 @@ WEFT_API int weft_uv_job_cancel(weft_uv_job *job);
 
 /* Counts of the jobs this adapter carried, by class (as weft_pool_report): submitted, and of them, those
  * whose callback ran — completed, failed, canceled_before_start, canceled_while_running — and those still
- * in flight (still_running: callback not run yet). timed_out is not tracked (0). Loop thread.
+ * in flight (still_running: callback not run yet). timed_out and undelivered are not tracked (0). Loop thread.
  * Returns 0, WEFT_EINVAL. */
 WEFT_API int weft_uv_report(const weft_uv *u, weft_pool_report *rep);
 
@@ -95,7 +95,8 @@ typedef void (*weft_uv_watch_fn)(weft_uv_watch *w, int err, void *arg);
  * libuv handle, it keeps the loop alive until it fired or was closed. Cost: the
  * context's eventfd (weft_ctx_fd: made on first use, one per cancellation source, about 1.5 us) plus one
  * dup of it per watch, so that several watches of one context can share a loop; for many thousands of
- * requests watch a shared parent, or let the job results (weft_uv_submit) carry each request's end.
+ * requests, let the job results (weft_uv_submit) carry each request's end, or watch the contexts with
+ * one weft_watcher (ctx.h) and poll its single descriptor (weft_watcher_fd) with a uv_poll_t.
  * Returns 0 and stores the watch in *out; WEFT_EINVAL (NULL argument), WEFT_ENOMEM, WEFT_ESYS (eventfd,
  * dup or uv_poll failed). On error *out is NULL and cb never runs. */
 WEFT_API int weft_uv_watch_start(uv_loop_t *loop, weft_ctx *ctx, weft_uv_watch_fn cb, void *arg,

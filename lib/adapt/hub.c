@@ -32,6 +32,7 @@
 
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { PHASE_LIVE = 0, PHASE_CANCELED = 1, PHASE_ENDED = 2 };
 enum { FREE_MAX = 256 };
@@ -212,11 +213,11 @@ void weft__hub_destroy(weft__hub *h) {
 }
 
 void weft__hub_report(const weft__hub *h, weft_pool_report *rep) {
+  memset(rep, 0, sizeof *rep); /* fields the adapter does not track (timed_out, undelivered) are 0 */
   rep->submitted = h->submitted;
   rep->completed = h->completed;
   rep->failed = h->failed;
   rep->canceled_before_start = h->canceled_before_start;
   rep->canceled_while_running = h->canceled_while_running;
   rep->still_running = h->inflight;
-  rep->timed_out = 0;
 }
