@@ -98,14 +98,14 @@ WEFT_API int weft_glib_ctx_with_cancellable(weft_ctx *parent, GCancellable *c, w
  * cancelled by this call. Thread safety: any thread. */
 WEFT_API int weft_glib_cancel_when_done(weft_ctx *ctx, GCancellable *c, weft_glib_link **link);
 
-/* Disconnects and frees a link; NULL is a no-op; call it once per link. For a ctx_with_cancellable link,
- * it disconnects from c (never call it from a "cancelled" handler of the same GCancellable: GLib's
- * disconnect waits for running handlers), cancels the context (as weft_ctx_end ends a derivation; the
- * caller's reference then sees it cancelled) and drops the link's references; a cancel of c racing with
- * the free on another thread may still run the link's handler once (GLib 2.74 allows it), which then
- * cancels the already cancelled context: harmless, the handler's data lives until GLib lets it go. For a cancel_when_done
- * link, c is not cancelled after this call returns unless the cancel had already started (then it
- * completes on weft's thread); its references are dropped. Thread safety: any thread. */
+/* Disconnects and frees a link; NULL is a no-op; call it once per link. For a ctx_with_cancellable link, it
+ * disconnects from c (never call it from a "cancelled" handler of the same GCancellable: GLib's disconnect
+ * waits for running handlers), cancels the context (as weft_ctx_end ends a derivation; the caller's reference
+ * then sees it cancelled) and drops the link's references; a cancel of c racing with the free on another
+ * thread may still run the link's handler once (GLib 2.74 allows it), which then cancels the already
+ * cancelled context: harmless, the handler's data lives until GLib lets it go. For a cancel_when_done link, c
+ * is not cancelled after this call returns unless the cancel had already started (then it completes on weft's
+ * thread); its references are dropped. Thread safety: any thread. */
 WEFT_API void weft_glib_link_free(weft_glib_link *link);
 
 #ifdef __cplusplus

@@ -6,8 +6,9 @@
  *   - weft_uv: offload jobs to a weft pool and get each job's result as a callback on the loop thread,
  *     with its terminal state (completed, failed, canceled before start, canceled while running), exactly
  *     once per job. Jobs can be cancelled while they run (libuv's uv_cancel only stops work that has not
- *     started). Completions travel through a lock-free queue drained by one uv_async_t: uv_async_send
- *     coalesces, the queue does not, so no completion is lost or merged.
+ *     started). Completions travel through a lock-free queue drained on the loop when one eventfd, polled by
+ *     a uv_poll_t, is readable: wakes coalesce (as uv_async_send's do), the queue does not, so no
+ *     completion is lost or merged. (Not uv_async_t: lib/uv/uv.c says why.)
  *   - weft_uv_watch: a callback on the loop thread once a weft context is done (its weft_ctx_fd polled
  *     with a uv_poll_t).
  *   - weft_uv_signal_ctx: a weft context cancelled on the loop thread when a signal arrives (a uv_signal_t:
@@ -43,10 +44,10 @@ typedef struct weft_uv_job weft_uv_job;
 typedef void (*weft_uv_result_fn)(void *job_arg, int job_rc, weft_job_state state, void *cb_arg);
 typedef void (*weft_uv_close_fn)(weft_uv *u, void *arg);
 
-/* Binds an adapter to `loop`: one uv_async_t, which keeps the loop alive only while jobs are in flight (as
- * libuv's own work requests do). Returns 0 and stores it in *out; WEFT_EINVAL (NULL argument), WEFT_ENOMEM,
- * WEFT_ESYS (uv_async_init failed). On error *out is NULL. Close it with weft_uv_close(). Several adapters
- * may share a loop and a pool; one adapter may feed several pools. */
+/* Binds an adapter to `loop`: one eventfd and its uv_poll_t, which keeps the loop alive only while jobs are
+ * in flight (as libuv's own work requests do). Returns 0 and stores it in *out; WEFT_EINVAL (NULL argument),
+ * WEFT_ENOMEM, WEFT_ESYS (eventfd or uv_poll failed). On error *out is NULL. Close it with weft_uv_close().
+ * Several adapters may share a loop and a pool; one adapter may feed several pools. */
 WEFT_API int weft_uv_init(uv_loop_t *loop, weft_uv **out);
 
 /* Submits fn(arg) to pool `p` without blocking the loop. The job runs under the pool's context joined with
@@ -78,7 +79,7 @@ WEFT_API int weft_uv_report(const weft_uv *u, weft_pool_report *rep);
 
 /* Closes the adapter: from now on submits return WEFT_ESTOPPED. With `cancel`, every job in flight that
  * has a handle (weft_uv_submit with `job`) is cancelled. The result callback of every job in flight still
- * runs, exactly once, as the jobs end; then the async handle is closed and close_cb(u, arg) (may be NULL)
+ * runs, exactly once, as the jobs end; then the poll handle is closed and close_cb(u, arg) (may be NULL)
  * runs, last: nothing of the adapter runs after it and u is freed when it returns. The loop must be run
  * until then (it stays alive while jobs are in flight). Returns 0, WEFT_EINVAL (NULL u), WEFT_ESTATE
  * (already closing). */

@@ -6,21 +6,20 @@
  *   record and pushes it on the hub's stack with one compare-and-swap (a Treiber stack: lock-free, any
  *   number of producers). The loop thread takes the whole stack with one exchange and reverses it, so
  *   completions from one thread are delivered in the order they were pushed.
- * - Wake-ups. The loop's wake (uv_async_send, g_main_context_wakeup) coalesces: several calls may give one
- *   callback. Nothing is lost because the stack, not the wake, is the record of what is pending: a
- *   producer pushes first and wakes second, and every wake is followed by a drain that takes the whole
- *   stack after it. Only the producer whose push found the stack empty wakes: a push onto a non-empty
+ * - Wake-ups. The loop's wake (an eventfd write for libuv, g_main_context_wakeup) coalesces: several calls
+ *   may give one callback. Nothing is lost because the stack, not the wake, is the record of what is
+ *   pending: a producer pushes first and wakes second, and every wake is followed by a drain that takes the
+ *   whole stack after it. Only the producer whose push found the stack empty wakes: a push onto a non-empty
  *   stack lands above a bottom record whose producer wakes after its own push, so the drain that follows
  *   that wake, or an earlier one that began after this push, takes it; a drain that took the stack before
- *   this push left it empty, and then this push finds it empty and wakes. This saves a write to the
- *   loop's eventfd per completion while the loop is behind (loop_offload_64 went from 200-630 ns per job,
- *   bimodal from one process to the next, to 210-225 ns in six processes; bench/README.md). Nothing is merged: each record is one job.
+ *   this push left it empty, and then this push finds it empty and wakes. This saves a wake per completion
+ *   while the loop is behind. Nothing is merged: each record is one job.
  * - Lifetime. A producer still uses the hub after its push (to call wake). `senders` counts producers
- *   between their increment (before the push) and their decrement (after the wake). The hub may be
- *   freed once every submitted job's record has been drained (inflight == 0) and senders is 0: each job's
- *   on_done is the last thing any thread does for it, and a record is only drained after its push, so a
- *   producer that pushed the last record is counted in senders until it is done. The wait for senders is
- *   a short spin: the window is a store and a wake call that never blocks.
+ *   between their increment (before the push) and their decrement (after the wake). The hub may be freed
+ *   once every submitted job's record has been drained (inflight == 0) and senders is 0: each job's on_done
+ *   is the last thing any thread does for it, and a record is only drained after its push, so a producer
+ *   that pushed the last record is counted in senders until it is done. The wait for senders is a short
+ *   spin: the window is a store and a wake call that never blocks.
  * - Cancel against end. A job's `phase` goes from 0 to CANCELED (weft__hub_cancel, loop thread) or to
  *   ENDED (on_done) with one exchange each; the first wins. A job the pool reports as completed or failed
  *   whose cancel won is reported canceled while running: its request was cancelled while it ran (the pool
@@ -64,7 +63,7 @@ static void on_done(void *job_arg, int job_rc, weft_job_state state, void *done_
   weft__hreq *old = atomic_load_explicit(&h->head, memory_order_relaxed);
   do {
     r->next = old;
-  } while (!atomic_compare_exchange_weak_explicit(&h->head, &old, r, memory_order_release,
+  } while (!atomic_compare_exchange_weak_explicit(&h->head, &old, r, memory_order_seq_cst,
                                                   memory_order_relaxed));
   /* r may be drained and freed from here on: only h is used. Only the push that found the stack empty
    * wakes the loop (see the design notes). */
@@ -155,7 +154,7 @@ static void quiesce(weft__hub *h) {
 }
 
 bool weft__hub_drain(weft__hub *h) {
-  weft__hreq *list = atomic_exchange_explicit(&h->head, NULL, memory_order_acquire), *fifo = NULL;
+  weft__hreq *list = atomic_exchange_explicit(&h->head, NULL, memory_order_seq_cst), *fifo = NULL;
   while (list != NULL) { /* newest first: reverse into push order */
     weft__hreq *n = list->next;
     list->next = fifo;

@@ -13,9 +13,9 @@
  *   by the GLib references GLib holds during dispatch; its pointer to the adapter is cleared first.
  * - Links: the GCancellable side follows GLib's rules: g_cancellable_connect calls the handler at once when
  *   already cancelled; the handler's data is a bridge object that GLib frees through the handler's destroy
- *   notify (see struct bridge for why it cannot be the link); the weft side uses weft_ctx_after_func, whose registration holds the context and whose arg holds a
- *   reference to the GCancellable that whoever ends the registration (the callback, or a successful stop)
- *   drops. */
+ *   notify (see struct bridge for why it cannot be the link); the weft side uses weft_ctx_after_func, whose
+ *   registration holds the context and whose arg holds a reference to the GCancellable that whoever ends the
+ *   registration (the callback, or a successful stop) drops. */
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -90,8 +90,8 @@ int weft_glib_new(GMainContext *mc, weft_glib **out) {
   return 0;
 }
 
-int weft_glib_submit(weft_glib *g, weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void *arg, weft_glib_result_fn cb,
-                     void *cb_arg, weft_glib_job **job) {
+int weft_glib_submit(weft_glib *g, weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void *arg,
+                     weft_glib_result_fn cb, void *cb_arg, weft_glib_job **job) {
   if (job != NULL) *job = NULL;
   if (g == NULL) return WEFT_EINVAL;
   weft__hreq *r;

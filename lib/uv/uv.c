@@ -1,21 +1,33 @@
 /* lib/uv/uv.c: the libuv adapter (weft/uv.h).
  *
  * Design notes.
- * - Job results: a completion hub (adapt/hub.c) whose wake is uv_async_send on the adapter's uv_async_t;
- *   the async callback drains the hub on the loop thread. uv_async_send coalesces; the hub's queue is what
- *   carries each completion, so a coalesced wake loses nothing (hub.c says why).
- * - The async handle is referenced only while jobs are in flight, so an idle adapter does not keep the
- *   loop alive and a loop with work in flight does not exit under it (libuv's uv_queue_work requests
- *   behave the same).
+ * - Job results: a completion hub (adapt/hub.c) whose wake is a write to the adapter's eventfd, which a
+ *   uv_poll_t watches; its callback reads the eventfd (clearing it) and then drains the hub on the loop
+ *   thread. A wake coalesces with others; the hub's queue is what carries each completion, so nothing is
+ *   lost (hub.c says why; a push whose write comes after the loop's read leaves the eventfd readable, and
+ *   the next callback finds the stack empty or not: both are fine).
+ * - Why not uv_async_send: it marks the handle busy around its write, and the loop thread, woken by the
+ *   write, spins and then yields until the sender clears the mark. When the woken loop thread shares a core
+ *   with the sender — a pool worker that goes on spinning for its next job — that handshake costs several
+ *   microseconds per wake (loop_offload, same processes alternating: 17-30 us per round trip with
+ *   uv_async_send, 9-12 us with the eventfd; bench/README.md). `signaled` keeps uv_async_send's one good
+ *   trait, one write per loop turn however many completions come. uv_queue_work's own workers do not mind:
+ *   they park at once.
+ * - The poll handle is referenced only while jobs are in flight, so an idle adapter does not keep the loop
+ *   alive and a loop with work in flight does not exit under it (libuv's uv_queue_work requests behave the
+ *   same).
  * - Close: the hub stops accepting; when the last job in flight has been delivered and no worker is still
- *   inside uv_async_send (hub.c, senders), the async handle is uv_close'd; its close callback runs the
- *   user's close callback and frees the adapter. `finishing` makes that happen once, also when the close
- *   is requested from a result callback while the drain that called it is still running.
+ *   inside its write (hub.c, senders), the poll handle is uv_close'd; its close callback closes the eventfd,
+ *   runs the user's close callback and frees the adapter. `finishing` makes that happen once, also when the
+ *   close is requested from a result callback while the drain that called it is still running.
  * - Watches dup the context's eventfd: uv_poll_init refuses a descriptor the loop already polls
  *   (UV_EEXIST), and contexts derived without a cancellation source of their own share their parent's fd,
  *   so two watches of related contexts would otherwise collide. */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "adapt/hub.h"
@@ -24,7 +36,9 @@
 struct weft_uv {
   weft__hub hub;
   uv_loop_t *loop;
-  uv_async_t async;
+  uv_poll_t poll; /* on efd */
+  int efd;
+  _Atomic int signaled; /* efd was written since the loop last cleared this: further wakes need not */
   bool refd;
   bool finishing;
   weft_uv_close_fn close_cb;
@@ -33,7 +47,11 @@ struct weft_uv {
 
 static void uv_wake(void *arg) {
   weft_uv *u = arg;
-  (void)uv_async_send(&u->async);
+  if (atomic_exchange_explicit(&u->signaled, 1, memory_order_seq_cst)) return;
+  uint64_t one = 1;
+  /* Cannot fail but for a counter at its maximum, which leaves it readable anyway. */
+  while (write(u->efd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
 }
 
 static void sync_ref(weft_uv *u) {
@@ -41,13 +59,14 @@ static void sync_ref(weft_uv *u) {
   if (want == u->refd) return;
   u->refd = want;
   if (want)
-    uv_ref((uv_handle_t *)&u->async);
+    uv_ref((uv_handle_t *)&u->poll);
   else
-    uv_unref((uv_handle_t *)&u->async);
+    uv_unref((uv_handle_t *)&u->poll);
 }
 
-static void on_async_closed(uv_handle_t *h) {
+static void on_poll_closed(uv_handle_t *h) {
   weft_uv *u = h->data;
+  close(u->efd);
   weft__hub_destroy(&u->hub);
   if (u->close_cb != NULL) u->close_cb(u, u->close_arg);
   free(u);
@@ -57,12 +76,18 @@ static void finish_close(weft_uv *u) {
   if (u->finishing) return;
   u->finishing = true;
   sync_ref(u);
-  uv_close((uv_handle_t *)&u->async, on_async_closed);
+  uv_close((uv_handle_t *)&u->poll, on_poll_closed);
 }
 
-static void on_async(uv_async_t *a) {
-  weft_uv *u = a->data;
+static void on_poll(uv_poll_t *p, int status, int events) {
+  weft_uv *u = p->data;
   if (u->finishing) return;
+  uint64_t n;
+  while (read(u->efd, &n, sizeof n) < 0 && errno == EINTR) { /* clears it; EAGAIN: already clear */
+  }
+  /* Cleared before the drain: a producer that finds it set pushed before this store, so before the drain's
+   * exchange (both in the single total order of seq_cst operations), and the drain takes its record. */
+  atomic_store_explicit(&u->signaled, 0, memory_order_seq_cst);
   bool done = weft__hub_drain(&u->hub);
   sync_ref(u);
   if (done) finish_close(u);
@@ -75,12 +100,23 @@ int weft_uv_init(uv_loop_t *loop, weft_uv **out) {
   if (u == NULL) return WEFT_ENOMEM;
   weft__hub_init(&u->hub, uv_wake, u);
   u->loop = loop;
-  if (uv_async_init(loop, &u->async, on_async) != 0) {
+  u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (u->efd < 0) {
     free(u);
     return WEFT_ESYS;
   }
-  u->async.data = u;
-  uv_unref((uv_handle_t *)&u->async);
+  if (uv_poll_init(loop, &u->poll, u->efd) != 0) {
+    close(u->efd);
+    free(u);
+    return WEFT_ESYS;
+  }
+  u->poll.data = u;
+  if (uv_poll_start(&u->poll, UV_READABLE, on_poll) != 0) {
+    u->finishing = true; /* registered with the loop: only uv_close gives it back */
+    uv_close((uv_handle_t *)&u->poll, on_poll_closed);
+    return WEFT_ESYS;
+  }
+  uv_unref((uv_handle_t *)&u->poll);
   *out = u;
   return 0;
 }
