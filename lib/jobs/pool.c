@@ -563,6 +563,9 @@ static int submit_slot(weft_pool *p, weft__jslot *s, weft_ctx *wait_ctx, bool no
 
 /* Every submit ends here. join: the submitter's context the job runs under (NULL: none); wait_ctx bounds
  * the wait for room; timeout 0 means the pool's default. */
+static int submit_rec(weft_pool *p, weft__jslot *sp, weft_ctx *join, weft_ctx *wait_ctx, int64_t timeout, bool nowait,
+                      weft_future **future, weft_done_fn on_done, void *done_arg, weft_chan *dc);
+
 static int submit(weft_pool *p, weft_job_fn fn, void *arg, weft_ctx *join, weft_ctx *wait_ctx, int64_t timeout,
                   bool nowait, weft_future **future, weft_done_fn on_done, void *done_arg, weft_chan *dc) {
   if (future != NULL) *future = NULL;
@@ -572,6 +575,16 @@ static int submit(weft_pool *p, weft_job_fn fn, void *arg, weft_ctx *join, weft_
   if (WEFT__UNLIKELY((tl_sample++ % WEFT__POOL_SAMPLE) == 0)) s.ts = weft_now();
   if (WEFT__LIKELY(join == NULL && timeout == WEFT_FOREVER && future == NULL && on_done == NULL && dc == NULL))
     return submit_slot(p, &s, wait_ctx, nowait);
+  return submit_rec(p, &s, join, wait_ctx, timeout, nowait, future, on_done, done_arg, dc);
+}
+
+/* A job that needs a record (see the design notes): kept out of submit() so the plain path stays small. */
+static __attribute__((noinline)) int submit_rec(weft_pool *p, weft__jslot *sp, weft_ctx *join, weft_ctx *wait_ctx,
+                                                int64_t timeout, bool nowait, weft_future **future,
+                                                weft_done_fn on_done, void *done_arg, weft_chan *dc) {
+  weft__jslot s = *sp;
+  weft_job_fn fn = s.fn;
+  void *arg = s.arg;
   int rc;
   if (dc != NULL) {
     if (weft_chan_cap(dc) == 0 || weft_chan_elem_size(dc) != sizeof(struct weft_completion)) return WEFT_EINVAL;
