@@ -6,7 +6,7 @@
 #              $tmp/out, stderr to $tmp/err; sets rc. Stdin is the caller's (redirect it).
 #   summary    parses the "weft-run: ... N done, N failed, N timed out, N killed, N not started[, N skipped]"
 #              line of $tmp/err (or the file given) into s_done s_failed s_timed s_killed s_notstarted
-#              s_skipped and s_total, their sum
+#              s_skipped and s_total, their sum, and checks it equals "(N inputs read)" when printed
 #   survivors TOKEN  waits (up to 10 s: a SIGKILLed process needs a moment to go) until no process's
 #              command line holds TOKEN; fails naming the survivors
 #   joblog_ok FILE N checks FILE is a joblog in GNU parallel's format with N job lines
@@ -20,7 +20,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/weft-run-test.XXXXXX")
 cleanup() {
   local p
   if [ -f "$tmp/pids" ]; then
-    while read -r p; do kill -9 "$p" 2>/dev/null || true; done < "$tmp/pids"
+    while read -r p; do { kill -9 "$p" && wait "$p"; } 2>/dev/null || true; done < "$tmp/pids"
   fi
   rm -rf "$tmp"
 }
@@ -57,6 +57,10 @@ summary() {
   if [[ $line == *skipped* ]]; then s_skipped=$(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<< "$line"); fi
   s_total=$((s_done + s_failed + s_timed + s_killed + s_notstarted + s_skipped))
   s_line=$line
+  # "(N inputs read)" when the program says it: the classes must add up to it.
+  s_read=$s_total
+  if [[ $line =~ \(([0-9]+)\ inputs\ read\) ]]; then s_read=${BASH_REMATCH[1]}; fi
+  [ "$s_total" = "$s_read" ] || fail "the summary does not add up to the inputs read: $line"
 }
 expect_summary() { # expect_summary DONE FAILED TIMED KILLED NOTSTARTED [SKIPPED] WHAT
   local want="$1 done, $2 failed, $3 timed out, $4 killed, $5 not started" what=$6 skip=0

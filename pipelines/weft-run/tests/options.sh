@@ -83,7 +83,7 @@ printf 'x\ny\n' > "$tmp/f1"
 printf '1\n2' > "$tmp/f2"   # no newline at the end
 wr -k echo :::: "$tmp/f1" < /dev/null; same ":::: FILE" $'x\ny'
 wr -k echo :::: - < "$tmp/f1"; same ":::: -" $'x\ny'
-wr -k echo -a "$tmp/f2" < /dev/null; same "-a FILE, last line without newline" $'1\n2'
+wr -k -a "$tmp/f2" echo < /dev/null; same "-a FILE, last line without newline" $'1\n2'
 wr -k echo < "$tmp/f1"; same "stdin" $'x\ny'
 wr -k echo ::: a b ::: 1 2 < /dev/null; same "::: x :::" $'a 1\na 2\nb 1\nb 2'
 wr -k echo ::: a b ::: 1 2 ::: x y < /dev/null
@@ -94,8 +94,8 @@ wr -k -a "$tmp/f1" -a "$tmp/f2" echo < /dev/null; same "-a twice" $'x 1\nx 2\ny 
 wr -k --link echo ::: a b c ::: 1 2 < /dev/null; same "--link" $'a 1\nb 2\nc 1'
 wr -k --link echo ::: a b c d ::: 1 2 ::: x y z < /dev/null; same "--link, three" $'a 1 x\nb 2 y\nc 1 z\nd 2 x'
 printf 'a b\0c\nd\0e' > "$tmp/nul"
-wr -k -0 printf '[%s]\n' < "$tmp/nul"; same "-0 stdin" $'[a b]\n[c\nd]\n[e]'
-wr -k --null -a "$tmp/nul" printf '[%s]\n' < /dev/null; same "--null -a" $'[a b]\n[c\nd]\n[e]'
+wr -k -0 "printf '[%s]\\n'" < "$tmp/nul"; same "-0 stdin" $'[a b]\n[c\nd]\n[e]'
+wr -k --null -a "$tmp/nul" "printf '[%s]\\n'" < /dev/null; same "--null -a" $'[a b]\n[c\nd]\n[e]'
 # A large first source is streamed: the first job starts before the input ends (it would wait forever
 # for "go", which the test writes only once the job has started).
 mkfifo "$tmp/fifo"
@@ -170,7 +170,7 @@ echo "-j: at most N and N at once, -j 0, default $cores: checked"
 wr -k --no-shell printf '%s|\n' ::: 'a b' '$HOME' '*' 'x;y' < /dev/null; same "--no-shell" $'a b|\n$HOME|\n*|\nx;y|'
 wr -k --no-shell printf 'x{}y\n' ::: a < /dev/null; same "--no-shell, {} in a word" 'xay'
 wr -k --no-shell echo 'a;' '$(id)' ::: b < /dev/null; same "--no-shell, shell syntax in words" 'a; $(id) b'
-wr --dry-run -k "$ran; echo" ::: a 'b c' "it's" < /dev/null
+wr --dry-run -k "$ran; echo {}" ::: a 'b c' "it's" < /dev/null
 expect_rc 0 "--dry-run"
 [ "$(count_files "$tmp" ran.)" = 0 ] || fail "--dry-run: a job ran"
 [ "$(wc -l < "$tmp/out")" = 3 ] || { show; fail "--dry-run: want 3 command lines"; }
