@@ -120,5 +120,5 @@ wr_wait() {
   for _ in $(seq 1 900); do kill -0 "$wr_pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$wr_pid" 2>/dev/null; then kill -9 "$wr_pid"; show; fail "weft-run did not end within 90 s"; fi
   rc=0
-  wait "$wr_pid" || rc=$?
+  wait "$wr_pid" 2>/dev/null || rc=$?
 }
