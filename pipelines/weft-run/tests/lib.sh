@@ -112,7 +112,8 @@ jl_col() { awk -F'\t' -v s="$2" -v c="$3" 'NR > 1 && $1 == s { print $c }' "$1";
 # shell's background jobs would otherwise inherit it ignored). wr_wait: waits for it (90 s at most, then
 # kills it and fails); sets rc.
 wr_bg() {
-  env --default-signal=INT,QUIT "$bin" "$@" > "$tmp/out" 2> "$tmp/err" &
+  # <&0: an explicit redirection, or a background job's stdin would be /dev/null.
+  env --default-signal=INT,QUIT "$bin" "$@" <&0 > "$tmp/out" 2> "$tmp/err" &
   wr_pid=$!
   echo "$wr_pid" >> "$tmp/pids"
 }
