@@ -192,6 +192,73 @@ WEFT_TEST(pipeline, ordered_output_equals_input_order) {
     }
 }
 
+/* An ordered stage with one-item bursts: while item 0 is slow, the other worker goes on through the items
+ * after it until the reorder window is full (and not one item more), then the order is restored. Item 0
+ * waits (up to 20 s, far beyond any scheduling delay) until `window` items after it have been processed. */
+typedef struct slow_head {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int64_t done_after; /* items after 0 whose function returned */
+  int64_t seen_by_head; /* what item 0 saw when it went on */
+  int64_t window;
+} slow_head;
+
+static int map_slow_head(weft_ctx *ctx, const void *in, void *out, void *arg) {
+  slow_head *h = arg;
+  int64_t v = *(const int64_t *)in;
+  pthread_mutex_lock(&h->mu);
+  if (v == 0) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    while (h->done_after < h->window && pthread_cond_timedwait(&h->cv, &h->mu, &until) == 0) {
+    }
+    /* give the other worker every chance to go past the window (it must not) */
+    pthread_mutex_unlock(&h->mu);
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    pthread_mutex_lock(&h->mu);
+    h->seen_by_head = h->done_after;
+  } else {
+    h->done_after++;
+    pthread_cond_broadcast(&h->cv);
+  }
+  pthread_mutex_unlock(&h->mu);
+  *(int64_t *)out = v;
+  return 0;
+}
+
+WEFT_TEST(pipeline, ordered_one_item_bursts_fill_the_window_behind_a_slow_item) {
+  size_t windows[] = {1, 4, 9};
+  for (size_t wi = 0; wi < 3; wi++) {
+    weft_pipeline *p;
+    cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
+    range r = {0, 40};
+    slow_head h = {.window = (int64_t)windows[wi]};
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    collect c;
+    collect_init(&c, 41);
+    weft_stage_opts o = opts_src();
+    o.burst = 1;
+    cr_assert_eq(weft_pipeline_source(p, &o, src_range, &r), 0);
+    o = opts_w(2);
+    o.ordered = true;
+    o.reorder_window = windows[wi];
+    o.burst = 1;
+    cr_assert_eq(weft_pipeline_map(p, &o, map_slow_head, &h), 0);
+    cr_assert_eq(weft_pipeline_sink(p, NULL, sink_collect, &c), 0);
+    cr_assert_eq(weft_pipeline_run(p, weft_background(), NULL), 0);
+    /* item 0 held its slot, the other worker finished exactly `window` items after it */
+    cr_assert_eq(h.seen_by_head, (int64_t)windows[wi], "window %zu: %ld items went on behind the slow one",
+                 windows[wi], (long)h.seen_by_head);
+    cr_assert_eq(c.n, 41);
+    for (size_t i = 0; i < c.n; i++) cr_assert_eq(c.v[i], (int64_t)i, "window %zu: position %zu", windows[wi], i);
+    free(c.v);
+    weft_pipeline_destroy(p);
+  }
+}
+
 WEFT_TEST(pipeline, unordered_output_is_a_permutation) {
   collect c;
   run_order(false, 4, 16, 1, 600, &c);

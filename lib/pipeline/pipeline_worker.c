@@ -78,6 +78,12 @@ static void measure(pl_worker *w, int64_t t0, int64_t t1, uint32_t n) {
     atomic_store_explicit(&st->hint, (uint32_t)want, memory_order_relaxed);
 }
 
+/* An ordered stage's output burst that filled up with the input burst's last item goes to the reorder
+ * window with the deposit that follows at once; flushing it as a mid-burst chunk would wait for this
+ * burst's turn, so a worker would stop behind a slow one instead of filling the window (with one-item
+ * bursts, every item would). */
+static inline bool deposit_next(const pl_worker *w, uint32_t i) { return w->st->order != NULL && i + 1 == w->in_n; }
+
 /* Runs the stage function over the items of inb from in_pos on. Returns 0, or the error that stopped it
  * (the item that failed is not consumed: in_pos stays on it). */
 static int process(pl_worker *w) {
@@ -96,7 +102,7 @@ static int process(pl_worker *w) {
       rc = st->fn.map(ctx, item, PL_ITEM(w->outb, osz, oh->n), st->arg);
       if (rc >= 0) {
         w->in_pos = i + 1;
-        if (++oh->n >= w->target && (rc = weft__pl_flush(w)) != 0) return rc;
+        if (++oh->n >= w->target && !deposit_next(w, i) && (rc = weft__pl_flush(w)) != 0) return rc;
         continue;
       }
       break;
@@ -105,7 +111,7 @@ static int process(pl_worker *w) {
       if (rc > 0) {
         memcpy(PL_ITEM(w->outb, osz, oh->n), item, osz);
         w->in_pos = i + 1;
-        if (++oh->n >= w->target && (rc = weft__pl_flush(w)) != 0) return rc;
+        if (++oh->n >= w->target && !deposit_next(w, i) && (rc = weft__pl_flush(w)) != 0) return rc;
         continue;
       }
       if (rc == 0) {

@@ -207,6 +207,12 @@ bool wr_input_total(const wr_input *in, uint64_t *total) {
   return false;
 }
 
+bool wr_input_ready(const wr_input *in) {
+  const src *f = &in->s[0];
+  if (in->link || f->whole || f->eof || in->finished) return true;
+  return f->blen > f->bpos && memchr(f->buf + f->bpos, in->sep, f->blen - f->bpos) != NULL;
+}
+
 /* Advances the odometer over sources 1..n-1; true when it wrapped (the first source moves on). */
 static bool odometer_step(wr_input *in) {
   for (size_t k = in->n; k-- > 1;) {

@@ -29,6 +29,9 @@
 
 #define CAUSE_HALT (-1001)
 
+/* Ctrl-C, SIGTERM and SIGHUP (GNU parallel's gentle stop) all stop the run in the same steps. */
+static const int STOP_SIGNALS[3] = {SIGINT, SIGTERM, SIGHUP};
+
 /* ---- counting, --halt, stopping ----------------------------------------------------------------- */
 
 void wr_stop(wr_app *a, bool kill, int cause) {
@@ -56,7 +59,8 @@ void wr_job_finished(wr_app *a, wr_job *j) {
       a->halted = true;
       if (a->o.halt_why == WR_HALT_SUCCESS) a->halt_status = 0;
       else if (a->o.halt_pct) a->halt_status = (int)ceil((double)failed / (total > 0 ? total : 1) * 100.0);
-      else if (a->o.halt_value == 1) a->halt_status = (j->exitval ? j->exitval : j->signo ? j->signo + 128 : 0) & 0xff;
+      else if (a->o.halt_value == 1) /* a job weft-run stopped has exitval -1: its signal tells (GNU: 255) */
+        a->halt_status = (j->exitval > 0 ? j->exitval : j->signo ? j->signo + 128 : 1) & 0xff;
       else a->halt_status = failed > 101 ? 101 : (int)failed;
       wr_msg("halting (--halt %s): job %llu %s; %s", a->o.halt_when == WR_HALT_NOW ? "now" : "soon",
              (unsigned long long)j->seq, j->cls == WR_DONE ? "succeeded" : "failed",
@@ -177,6 +181,8 @@ static int source(weft_ctx *ctx, weft_emitter *em, void *arg) {
       wr_job_free(j);
       break;
     }
+    /* bursts go out when full; before a wait for more input, what is read goes out at once */
+    if (!wr_input_ready(a->in) && weft_pipeline_flush(em) != 0) break;
   }
   return 0;
 }
@@ -233,7 +239,9 @@ static void on_first(void *arg) {
          (unsigned long long)atomic_load(&s->a->running));
   wr_stop(s->a, false, 0);
   pthread_mutex_lock(&s->mu);
-  if (!s->closing && weft_ctx_with_signals(weft_background(), NULL, 0, false, &s->c2, &s->k2) == 0 &&
+  /* the second signal stops the running jobs; a third exits at once (128+signal): the way out when even
+   * that waits, e.g. on a stdout nobody reads */
+  if (!s->closing && weft_ctx_with_signals(weft_background(), STOP_SIGNALS, 3, true, &s->c2, &s->k2) == 0 &&
       weft_ctx_after_func(s->c2, on_second, s, &s->h2) != 0)
     s->h2 = NULL;
   pthread_mutex_unlock(&s->mu);
@@ -292,17 +300,26 @@ static void *progress_thread(void *arg) {
 /* ---- the summary and the exit status ------------------------------------------------------------ */
 
 static int finish(wr_app *a, bool run_failed) {
+  /* inputs known but never read (all of ::: and whole files are known) were not started either */
+  uint64_t total = atomic_load(&a->total), read = atomic_load(&a->read);
+  if (atomic_load(&a->total_known) && total > read) {
+    atomic_fetch_add(&a->count[WR_NOT_STARTED], total - read);
+    atomic_store(&a->read, total);
+  }
+  bool unread = !atomic_load(&a->total_known); /* a streamed input left before its end */
   uint64_t c[WR_NCLASS];
   for (int k = 0; k < WR_NCLASS; k++) c[k] = atomic_load(&a->count[k]);
   uint64_t bad = c[WR_FAILED] + c[WR_TIMED_OUT] + c[WR_KILLED];
   int signo = atomic_load(&a->stop_signal);
   bool deadline = weft_ctx_err(a->kill_ctx) == WEFT_EDEADLINE;
   bool own_error = run_failed || atomic_load(&a->input_failed) || atomic_load(&a->output_failed);
-  if (a->progress || signo || a->halted || deadline || own_error || bad || c[WR_NOT_STARTED] || c[WR_SKIPPED]) {
-    char extra[64] = "";
+  if (a->progress || signo || a->halted || deadline || own_error || bad || unread || c[WR_NOT_STARTED] ||
+      c[WR_SKIPPED]) {
+    char extra[96] = "";
     if (c[WR_SKIPPED]) snprintf(extra, sizeof extra, ", %llu skipped", (unsigned long long)c[WR_SKIPPED]);
     const char *why = signo ? " - stopped by a signal" : a->halted ? " - halted" : deadline ? " - deadline passed"
                       : atomic_load(&a->output_failed) ? " - output closed" : "";
+    if (unread) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", input not read to its end");
     wr_msg("%llu done, %llu failed, %llu timed out, %llu killed, %llu not started%s (%llu inputs read)%s",
            (unsigned long long)c[WR_DONE], (unsigned long long)c[WR_FAILED], (unsigned long long)c[WR_TIMED_OUT],
            (unsigned long long)c[WR_KILLED], (unsigned long long)c[WR_NOT_STARTED], extra,
@@ -312,6 +329,7 @@ static int finish(wr_app *a, bool run_failed) {
   if (signo) return 128 + signo;
   if (a->halted) return a->halt_status;
   uint64_t n = bad + c[WR_NOT_STARTED];
+  if (n == 0 && unread) n = 1; /* inputs were left, uncounted: never 0 */
   return n > 100 ? 101 : (int)n;
 }
 
@@ -359,6 +377,7 @@ int main(int argc, char **argv) {
   pthread_mutex_init(&a->halt_mu, NULL);
   pthread_mutex_init(&a->slot_mu, NULL);
   for (int k = 0; k < 3; k++) pthread_mutex_init(&a->out_mu[k], NULL);
+  wr_msg_mu = &a->out_mu[2];
   a->devnull = -1;
   sigs s = {.a = a};
   pthread_mutex_init(&s.mu, NULL);
@@ -383,7 +402,7 @@ int main(int argc, char **argv) {
   }
   weft_after *kill_after = NULL;
   if (weft_ctx_after_func(a->kill_ctx, on_kill_ctx, a, &kill_after) != 0 ||
-      weft_ctx_with_signals(weft_background(), NULL, 0, false, &s.c1, &s.k1) != 0 ||
+      weft_ctx_with_signals(weft_background(), STOP_SIGNALS, 3, false, &s.c1, &s.k1) != 0 ||
       weft_ctx_after_func(s.c1, on_first, &s, &s.h1) != 0) {
     wr_msg("setting up the signal handling failed");
     goto out;
@@ -395,15 +414,19 @@ int main(int argc, char **argv) {
   o.name = "inputs";
   o.item_size = sizeof(wr_job *);
   o.discard = job_discard, o.discard_arg = a;
-  o.burst = 1;
   o.out_capacity = a->o.jobs;
+  /* one job per hand-off: a worker must not hold jobs behind the one it runs (a slow job would keep
+   * them from the idle workers); --dry-run's jobs cost nothing, and there bursts keep 10^7 inputs quick */
+  o.burst = a->o.dry_run ? 0 : 1;
   rc = weft_pipeline_source(a->p, &o, source, a);
   o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;
   o.name = "run";
   o.workers = a->o.jobs;
   o.ordered = a->o.keep_order;
   o.reorder_window = 2 * a->o.jobs;
-  o.burst = 1;
+  /* a finished job goes to print at once (an automatic burst would hold it until the worker's input ran
+   * dry); --dry-run's jobs cost nothing, and there bursts are what keeps 10^7 inputs quick */
+  o.burst = a->o.dry_run ? 0 : 1;
   o.out_capacity = a->o.jobs;
   if (rc == 0) rc = weft_pipeline_map(a->p, &o, run, a);
   o = (weft_stage_opts)WEFT_STAGE_OPTS_INIT;

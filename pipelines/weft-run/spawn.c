@@ -56,7 +56,7 @@ typedef struct attempt {
 } attempt;
 
 static void take_output(wr_app *a, wr_job *j, attempt *t, int fd, const char *p, size_t n) {
-  j->received += n;
+  if (fd == 1) j->received += n; /* the joblog's Receive: stdout's bytes, as GNU parallel counts them */
   if (a->o.out == WR_OUT_LINE) wr_lines_add(a, j, fd, &t->lines[fd], p, n);
   else wr_hold_add(fd == 1 ? &j->out : &j->err, p, n);
 }
@@ -164,8 +164,11 @@ static enum wr_class attempt_run(wr_app *a, wr_job *j, size_t slot, weft_ctx *ct
     int n = rc == E2BIG
                 ? snprintf(msg, sizeof msg, "%s: job %llu: its command (%zu bytes) is longer than the kernel takes "
                            "for one argument (128 KiB) or for all of them\n", WR_NAME, (unsigned long long)j->seq, j->cmdlen)
-                : snprintf(msg, sizeof msg, "%s: job %llu: cannot run %s: %s\n", WR_NAME, (unsigned long long)j->seq,
-                           a->o.no_shell ? "the command" : "/bin/sh", strerror(rc));
+                : a->o.no_shell
+                ? snprintf(msg, sizeof msg, "%s: job %llu: %s: %s\n", WR_NAME, (unsigned long long)j->seq,
+                           a->o.cmd[0], rc == ENOENT ? "not found" : strerror(rc))
+                : snprintf(msg, sizeof msg, "%s: job %llu: cannot run /bin/sh: %s\n", WR_NAME,
+                           (unsigned long long)j->seq, strerror(rc));
     if (a->o.out == WR_OUT_GROUP) wr_hold_add(&j->err, msg, (size_t)n);
     else wr_write(a, 2, msg, (size_t)n);
     j->exitval = rc == ENOENT ? 127 : 126, j->signo = 0;
@@ -192,7 +195,7 @@ static enum wr_class attempt_run(wr_app *a, wr_job *j, size_t slot, weft_ctx *ct
     if (!t.exited && t.pidfd >= 0) ipid = np, pf[np++] = (struct pollfd){.fd = t.pidfd, .events = POLLIN};
     if (!t.term_sig && cfd >= 0) ictx = np, pf[np++] = (struct pollfd){.fd = cfd, .events = POLLIN};
     int timeout = -1;
-    if (t.pidfd < 0 && !t.exited) timeout = 10; /* no pidfd: look every 10 ms */
+    if ((t.pidfd < 0 && !t.exited) || (cfd < 0 && !t.term_sig)) timeout = 10; /* no descriptor: look every 10 ms */
     if (t.term_sig) {
       int64_t left = t.kill_at - weft_now();
       int ms = left <= 0 ? 0 : (int)(left / 1000000) + 1;
@@ -205,7 +208,7 @@ static enum wr_class attempt_run(wr_app *a, wr_job *j, size_t slot, weft_ctx *ct
     for (int k = 1; k <= 2; k++)
       if (ip[k] >= 0 && pf[ip[k]].revents) drain_pipe(a, j, &t, k, false);
     if (ipid < 0 || pf[ipid].revents) reap(&t);
-    if (ictx >= 0 && (pf[ictx].revents & POLLIN) && !t.term_sig) {
+    if (!t.term_sig && ((ictx >= 0 && (pf[ictx].revents & POLLIN)) || (cfd < 0 && weft_ctx_done(ctx)))) {
       t.term_sig = SIGTERM;
       t.kill_at = weft_now() + a->o.term_grace;
       signal_group(&t, SIGTERM);

@@ -82,6 +82,9 @@ int wr_input_open(const wr_opts *o, wr_input **out);
 /* The next combination: *args gets nsrc pointers (valid until the next call), lens their lengths.
  * Returns 1, 0 at the end, -1 on a read error (message printed), -2 when cancel_fd became readable. */
 int wr_input_next(wr_input *in, int cancel_fd, char ***args, size_t **lens);
+/* Whether the next combination can be had without waiting for input (false when the first source is
+ * streamed and its buffer holds no whole record). */
+bool wr_input_ready(const wr_input *in);
 /* The number of combinations, when every source has been read whole (else 0 and false). */
 bool wr_input_total(const wr_input *in, uint64_t *total);
 /* Reads everything now (for --halt P%), so that the total is known. Returns 0 or -1 (message printed). */
@@ -213,5 +216,6 @@ void wr_job_finished(wr_app *a, wr_job *j); /* counts it and decides --halt */
 size_t wr_slot_take(wr_app *a);
 void wr_slot_give(wr_app *a, size_t slot);
 void wr_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern pthread_mutex_t *wr_msg_mu;
 
 #endif
