@@ -7,7 +7,8 @@
 #   - a job that ignores SIGTERM is SIGKILLed after --term-grace (and after the default grace), Signal 9; a job
 #     that traps SIGTERM gets SIGTERM first;
 #   - --deadline stops running jobs the same way and starts no more: the summary adds up and the exit
-#     status counts the jobs stopped and not started; a deadline also ends a run whose input never ends.
+#     status counts the jobs stopped and not started; a deadline also ends a run whose input never ends
+#     (and that run, its input left unread, does not exit 0).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 long=987.$tok   # seconds: a sleep that only ends when killed, and that `ps` can find
@@ -60,12 +61,13 @@ grep -q term "$tmp/termlog" || fail "a job trapping SIGTERM: it did not get SIGT
 [ "$(jl_col "$tmp/log" 1 7)/$(jl_col "$tmp/log" 1 8)" = -1/9 ] || { cat "$tmp/log" >&2; fail "a job trapping SIGTERM: want -1/9"; }
 echo "--term-grace: SIGTERM, then SIGKILL (given grace and default); joblog -1/9"
 
-# --deadline: jobs 1-2 end at once, 3-4 run into the deadline, 5-6 never start.
-wr --joblog "$tmp/log" -j 2 --deadline 4s sleep ::: 0 0 "$long" "$long" "$long" "$long" < /dev/null
-expect_rc 4 "--deadline"
+# --deadline: jobs 1-2 end at once, 3-4 run into the deadline, 5-20 never start (the exit status counts
+# the 2 stopped and the 16 not started: every input given on the command line is known).
+wr --joblog "$tmp/log" -j 2 --deadline 4s sleep ::: 0 0 $(for _ in $(seq 1 18); do echo "$long"; done) < /dev/null
+expect_rc 18 "--deadline"
 summary
-[ "$s_done" = 2 ] && [ $((s_killed + s_timed)) = 2 ] && [ "$s_notstarted" = 2 ] && [ "$s_total" = 6 ] \
-  || { show; fail "--deadline: summary '$s_line', want 2 done, 2 stopped, 2 not started"; }
+[ "$s_done" = 2 ] && [ $((s_killed + s_timed)) = 2 ] && [ "$s_notstarted" = 16 ] && [ "$s_total" = 20 ] \
+  || { show; fail "--deadline: summary '$s_line', want 2 done, 2 stopped, 16 not started"; }
 survivors "$long"
 joblog_ok "$tmp/log" 4
 for s in 3 4; do [ "$(jl_col "$tmp/log" $s 7)/$(jl_col "$tmp/log" $s 8)" = -1/15 ] || { cat "$tmp/log" >&2; fail "--deadline: job $s's line"; }; done
@@ -78,5 +80,7 @@ wr --deadline 2s echo < "$tmp/fifo"
 exec 3>&-
 [ "$(cat "$tmp/out")" = first ] || { show; fail "--deadline with endless input: the input read was not run"; }
 summary
+# Inputs were left unread: the run did not complete, so it does not exit 0.
+[ "$rc" != 0 ] || { show; fail "--deadline with endless input: exit 0 though inputs were left unread"; }
 echo "--deadline with endless input: ended (exit $rc): $s_line"
 echo "weft-run time check passed"
