@@ -4,7 +4,7 @@
 #     Send 0, Receive = bytes of the job's stdout, Exitval, Signal, Command); Starttime within the run,
 #     JobRuntime at least the job's sleep; the Command column runs with sh to the job's effect;
 #   - a line is written when its job ends (job 2 waits for job 1's line), 300 jobs at -j 8 give 300 whole lines
-#     with distinct Seq; a new run replaces the file;
+#     with distinct Seq; a new run replaces the file; --joblog - writes it on stdout;
 #   - --resume runs only the jobs the log does not show (more inputs than the first run); --resume-failed
 #     reruns the failed ones and appends; a log that does not exist is a fresh start;
 #   - a joblog from another command, or a file that is not a joblog: exit 255, a message, nothing run;
@@ -50,7 +50,12 @@ joblog_ok "$log" 300
 [ "$(tail -n +2 "$log" | cut -f1 | sort -n | tail -1)" = 300 ] || fail "300 jobs: Seq not 1..300"
 wr --joblog "$log" echo ::: a b < /dev/null
 joblog_ok "$log" 2
-echo "lines written as jobs end; 300 whole lines at -j 8; a new run replaces the log"
+wr --joblog - -k echo ::: a b < /dev/null
+expect_rc 0 "--joblog -"
+grep -v -e '^a$' -e '^b$' "$tmp/out" > "$tmp/stdlog"
+joblog_ok "$tmp/stdlog" 2
+[ "$(grep -c -x -e a -e b "$tmp/out")" = 2 ] || { show; fail "--joblog -: the jobs' output"; }
+echo "lines written as jobs end; 300 whole lines at -j 8; a new run replaces the log; --joblog - on stdout"
 
 # ---- --resume, --resume-failed
 rm -f "$log"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # signals.sh WEFT_RUN: Ctrl-C and SIGTERM, once (drain) and twice (cancel). 20 jobs at -j 2 that each mark
 # their start and wait for the test's "release" file; the signal comes once two have started.
-#   - drain (SIGINT, and SIGTERM): the two running jobs finish (released after the signal) and print, no other
-#     job starts; exit 130 (143); the summary: 2 done, 18 not started, adding up to the 20 inputs; 2 joblog lines;
+#   - drain (SIGINT, SIGTERM, SIGHUP): the two running jobs finish (released after the signal) and print, no
+#     other job starts; exit 128+signal; the summary: 2 done, 18 not started, adding up to the 20 inputs; 2
+#     joblog lines;
 #   - cancel (SIGINT twice; SIGINT then SIGTERM): the running jobs are killed (joblog -1/15, no survivor), the
 #     summary 2 killed, 18 not started; jobs that ignore SIGTERM are SIGKILLed after --term-grace (-1/9);
-#     afterwards --resume runs the 18 never started, --resume-failed the 2 killed;
+#     afterwards --resume runs the 18 never started, --resume-failed the 2 killed; a third signal: exit at once;
 #   - stdin streamed (100,000 lines): drained, the classes add up to the inputs read;
 #   - a run waiting for input that does not come (the test holds the pipe open) ends on SIGINT.
 set -euo pipefail
@@ -37,8 +38,8 @@ start() { # start DIR SCRIPT [OPTIONS]: 20 jobs at -j 2; returns once two have s
 # The first signal is said on stderr; the second must come after it was taken.
 first_taken() { wait_for test -s "$tmp/err"; sleep 0.3; }
 
-for sig in INT TERM; do
-  want=130; [ $sig = INT ] || want=143
+for sig in INT TERM HUP; do
+  want=$((128 + $(kill -l $sig)))
   start "$tmp/d$sig" hold.sh
   kill -$sig "$wr_pid"
   first_taken
@@ -97,6 +98,20 @@ for s in $(tail -n +2 "$log" | cut -f1); do
   [ "$(jl_col "$log" "$s" 7)/$(jl_col "$log" "$s" 8)" = -1/9 ] || { cat "$log" >&2; fail "cancel of jobs ignoring SIGTERM: job $s's line, want -1/9"; }
 done
 echo "cancel of jobs ignoring SIGTERM: SIGKILL after the grace, no survivor"
+
+# Three times: weft-run exits at once, whatever its jobs do (they ignore SIGTERM, the grace is long).
+start "$tmp/t3" hold-noterm.sh --term-grace 600s --no-shell
+kill -INT "$wr_pid"
+first_taken
+kill -INT "$wr_pid"
+err_lines() { [ "$(wc -l < "$tmp/err")" -ge "$1" ]; }
+wait_for err_lines 2   # the second signal said too
+sleep 0.3
+kill -INT "$wr_pid"
+wr_wait
+expect_rc 130 "a third SIGINT"
+touch "$tmp/t3/release"   # the jobs left behind end on their own
+echo "a third SIGINT: exit 130 at once"
 
 # Streamed stdin: the classes add up to the inputs read.
 seq 1 100000 > "$tmp/many"
