@@ -95,7 +95,7 @@ mkdir "$tmp/rw" "$tmp/rp"
 rm -f "$tmp/att"
 both sorted "--retries 3" --retries 3 "echo x >> $tmp/att; exit 1" ::: a < /dev/null
 [ "$(wc -l < "$tmp/att")" = 6 ] || fail "--retries 3: $(wc -l < "$tmp/att") attempts by the two programs, want 3 + 3"
-both sorted "--timeout" --timeout 1 'sleep {}; echo {}' ::: 0 "$long" 0.1 < /dev/null 2>/dev/null || true
+both sorted "--timeout" --timeout 1 'sleep {}; echo {}' ::: 0 "$long" 0.1 < /dev/null
 survivors "$long"
 echo "exit statuses, --halt, --retries, --timeout compared"
 
