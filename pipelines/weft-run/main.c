@@ -29,6 +29,9 @@
 
 #define CAUSE_HALT (-1001)
 
+/* Ctrl-C, SIGTERM and SIGHUP (GNU parallel's gentle stop) all stop the run in the same steps. */
+static const int STOP_SIGNALS[3] = {SIGINT, SIGTERM, SIGHUP};
+
 /* ---- counting, --halt, stopping ----------------------------------------------------------------- */
 
 void wr_stop(wr_app *a, bool kill, int cause) {
@@ -236,7 +239,9 @@ static void on_first(void *arg) {
          (unsigned long long)atomic_load(&s->a->running));
   wr_stop(s->a, false, 0);
   pthread_mutex_lock(&s->mu);
-  if (!s->closing && weft_ctx_with_signals(weft_background(), NULL, 0, false, &s->c2, &s->k2) == 0 &&
+  /* the second signal stops the running jobs; a third exits at once (128+signal): the way out when even
+   * that waits, e.g. on a stdout nobody reads */
+  if (!s->closing && weft_ctx_with_signals(weft_background(), STOP_SIGNALS, 3, true, &s->c2, &s->k2) == 0 &&
       weft_ctx_after_func(s->c2, on_second, s, &s->h2) != 0)
     s->h2 = NULL;
   pthread_mutex_unlock(&s->mu);
@@ -372,6 +377,7 @@ int main(int argc, char **argv) {
   pthread_mutex_init(&a->halt_mu, NULL);
   pthread_mutex_init(&a->slot_mu, NULL);
   for (int k = 0; k < 3; k++) pthread_mutex_init(&a->out_mu[k], NULL);
+  wr_msg_mu = &a->out_mu[2];
   a->devnull = -1;
   sigs s = {.a = a};
   pthread_mutex_init(&s.mu, NULL);
@@ -396,7 +402,7 @@ int main(int argc, char **argv) {
   }
   weft_after *kill_after = NULL;
   if (weft_ctx_after_func(a->kill_ctx, on_kill_ctx, a, &kill_after) != 0 ||
-      weft_ctx_with_signals(weft_background(), NULL, 0, false, &s.c1, &s.k1) != 0 ||
+      weft_ctx_with_signals(weft_background(), STOP_SIGNALS, 3, false, &s.c1, &s.k1) != 0 ||
       weft_ctx_after_func(s.c1, on_first, &s, &s.h1) != 0) {
     wr_msg("setting up the signal handling failed");
     goto out;

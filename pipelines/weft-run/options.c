@@ -13,6 +13,9 @@
 #include "weft-run.h"
 #include "usage.h" /* WR_USAGE: usage.txt, generated at build time */
 
+/* weft-run's stderr lock, once the run has one: a message never lands inside a job's error output. */
+pthread_mutex_t *wr_msg_mu;
+
 void wr_msg(const char *fmt, ...) {
   char buf[1024];
   va_list ap;
@@ -25,8 +28,10 @@ void wr_msg(const char *fmt, ...) {
   char out[1100];
   int m = snprintf(out, sizeof out, "%s: %.*s", WR_NAME, n, buf);
   if (m > 0) {
+    if (wr_msg_mu) pthread_mutex_lock(wr_msg_mu);
     ssize_t w = write(2, out, (size_t)m < sizeof out ? (size_t)m : sizeof out - 1);
     (void)w;
+    if (wr_msg_mu) pthread_mutex_unlock(wr_msg_mu);
   }
 }
 

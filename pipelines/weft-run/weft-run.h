@@ -216,5 +216,6 @@ void wr_job_finished(wr_app *a, wr_job *j); /* counts it and decides --halt */
 size_t wr_slot_take(wr_app *a);
 void wr_slot_give(wr_app *a, size_t slot);
 void wr_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern pthread_mutex_t *wr_msg_mu;
 
 #endif
