@@ -351,6 +351,7 @@ struct js_source {
 
 struct weft_js_consumer {
   weft_js *js;
+  char stream[208], durable[208];
   js_source *sources; /* mu: pipeline sources reading from it, freed on close */
   natsSubscription *sub;
   int64_t ack_wait, heartbeat, fetch_wait, job_timeout, backoff_base, backoff_max, max_deliver;
@@ -466,6 +467,8 @@ int weft_js_consumer_open(weft_js *js, const weft_js_consumer_opts *o, weft_js_c
   int rc = WEFT_ENOMEM;
   if (c == NULL) goto fail_ci;
   c->js = js;
+  snprintf(c->stream, sizeof c->stream, "%s", o->stream);
+  snprintf(c->durable, sizeof c->durable, "%s", o->durable);
   /* The server's settings win: a consumer created earlier keeps its own. */
   c->ack_wait = ci->Config->AckWait > 0 ? ci->Config->AckWait : o->ack_wait;
   c->max_deliver = ci->Config->MaxDeliver;
@@ -559,6 +562,21 @@ int weft_js_consumer_report(weft_js_consumer *c, weft_js_report *out) {
   lock(&c->mu);
   *out = c->rep;
   unlock(&c->mu);
+  return 0;
+}
+
+int weft_js_consumer_state_get(weft_js_consumer *c, weft_js_consumer_state *out) {
+  if (c == NULL || out == NULL) return WEFT_EINVAL;
+  memset(out, 0, sizeof *out);
+  jsConsumerInfo *ci = NULL;
+  jsErrCode je = 0;
+  natsStatus s = js_GetConsumerInfo(&ci, c->js->jsx, c->stream, c->durable, NULL, &je);
+  if (s != NATS_OK) return map_status("consumer info", s);
+  out->pending = ci->NumPending;
+  out->ack_pending = (uint64_t)ci->NumAckPending;
+  out->redelivered = (uint64_t)ci->NumRedelivered;
+  out->ack_floor = ci->AckFloor.Stream;
+  jsConsumerInfo_Destroy(ci);
   return 0;
 }
 
@@ -711,6 +729,8 @@ static int fetch_impl(weft_js_consumer *c, weft_ctx *wait_ctx, weft_ctx *parent,
     size_t room = wait_room_locked(c, wait_ctx, until, &rc);
     unlock(&c->mu);
     if (room == 0) break;
+    /* Room may have come from jobs ending with the same cancel that ends this fetch. */
+    if ((rc = weft_ctx_err(wait_ctx)) != 0) break;
     if (max < room) room = max;
     if (natsConnection_Status(c->js->nc) == NATS_CONN_STATUS_CLOSED) {
       snprintf(js_last_err, sizeof js_last_err, "fetch: the connection is closed");
@@ -931,9 +951,10 @@ int weft_js_msg_set_output(weft_js_msg *m, const void *data, size_t len) {
 /* ---- pipeline stages ---------------------------------------------------------------------------------- */
 
 
+/* The pipeline's discard hook gets the address of the item, which is the weft_js_msg pointer. */
 static void discard_msg(void *item, void *arg) {
   (void)arg;
-  weft_js_finish(item, WEFT_ESTOPPED, NULL);
+  weft_js_finish(*(weft_js_msg **)item, WEFT_ESTOPPED, NULL);
 }
 
 static int source_fn(weft_ctx *ctx, weft_emitter *em, void *arg) {
