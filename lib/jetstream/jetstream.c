@@ -143,6 +143,11 @@ struct weft_js {
   _Atomic uint64_t disconnects;
   _Atomic uint64_t reconnects;
   _Atomic long consumers;
+  /* The client calls the connection callbacks on a thread of its own, after natsConnection_Close() has
+   * returned; the closed callback comes last, so close waits for it before freeing this. */
+  pthread_mutex_t closed_mu;
+  pthread_cond_t closed_cv;
+  bool closed;
 };
 
 static void on_disconnected(natsConnection *nc, void *closure) {
@@ -154,10 +159,32 @@ static void on_reconnected(natsConnection *nc, void *closure) {
   atomic_fetch_add(&((weft_js *)closure)->reconnects, 1);
 }
 
+static void on_closed(natsConnection *nc, void *closure) {
+  (void)nc;
+  weft_js *js = closure;
+  lock(&js->closed_mu);
+  js->closed = true;
+  pthread_cond_broadcast(&js->closed_cv);
+  unlock(&js->closed_mu);
+}
+
 static int64_t to_ms(int64_t ns) {
   if (ns <= 0) return 0;
   int64_t ms = ns / WEFT_MS(1);
   return ms == 0 ? 1 : ms;
+}
+
+/* Waits for the closed callback (10 s at most: a client that never calls it costs a wait, not a crash).
+ * Returns false when it did not come, and then js must not be freed. */
+static bool close_wait(weft_js *js) {
+  int64_t until = weft_deadline_in(WEFT_SEC(10));
+  struct timespec ts;
+  mono_to_timespec(until, &ts);
+  lock(&js->closed_mu);
+  while (!js->closed && weft_now() < until) pthread_cond_timedwait(&js->closed_cv, &js->closed_mu, &ts);
+  bool ok = js->closed;
+  unlock(&js->closed_mu);
+  return ok;
 }
 
 int weft_js_connect(const weft_js_opts *o, weft_js **out) {
@@ -168,6 +195,15 @@ int weft_js_connect(const weft_js_opts *o, weft_js **out) {
   weft_js *js = calloc(1, sizeof *js);
   if (js == NULL) return WEFT_ENOMEM;
   js->timeout = o->timeout;
+  if (pthread_mutex_init(&js->closed_mu, NULL) != 0) {
+    free(js);
+    return WEFT_ESYS;
+  }
+  if (cond_init_mono(&js->closed_cv) != 0) {
+    pthread_mutex_destroy(&js->closed_mu);
+    free(js);
+    return WEFT_ESYS;
+  }
   natsOptions *no = NULL;
   natsStatus s = natsOptions_Create(&no);
   if (s == NATS_OK) s = natsOptions_SetURL(no, o->url);
@@ -182,6 +218,7 @@ int weft_js_connect(const weft_js_opts *o, weft_js **out) {
   if (s == NATS_OK) s = natsOptions_SetFailRequestsOnDisconnect(no, true);
   if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(no, on_disconnected, js);
   if (s == NATS_OK) s = natsOptions_SetReconnectedCB(no, on_reconnected, js);
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(no, on_closed, js);
   if (s == NATS_OK) s = natsConnection_Connect(&js->nc, no);
   jsOptions jo;
   if (s == NATS_OK) s = jsOptions_Init(&jo);
@@ -193,7 +230,13 @@ int weft_js_connect(const weft_js_opts *o, weft_js **out) {
   if (s != NATS_OK) {
     int rc = map_status("connect", s);
     if (rc == WEFT_ETIMEDOUT) rc = WEFT_JS_ENATS;
-    if (js->nc != NULL) natsConnection_Destroy(js->nc);
+    if (js->nc != NULL) {
+      natsConnection_Close(js->nc);
+      close_wait(js);
+      natsConnection_Destroy(js->nc);
+    }
+    pthread_cond_destroy(&js->closed_cv);
+    pthread_mutex_destroy(&js->closed_mu);
     free(js);
     return rc;
   }
@@ -206,7 +249,11 @@ int weft_js_close(weft_js *js) {
   if (atomic_load(&js->consumers) != 0) return WEFT_EBUSY;
   jsCtx_Destroy(js->jsx);
   natsConnection_Close(js->nc);
+  bool callbacks_done = close_wait(js);
   natsConnection_Destroy(js->nc);
+  if (!callbacks_done) return 0; /* leaked rather than freed under a callback still to come */
+  pthread_cond_destroy(&js->closed_cv);
+  pthread_mutex_destroy(&js->closed_mu);
   free(js);
   return 0;
 }
