@@ -224,6 +224,34 @@ WEFT_TEST(jetstream, publish_fetch_ack_and_duplicates) {
   ns_stop(&s);
 }
 
+/* A worker loop whose jobs last longer than AckWait: the lease of the next message starts at its own
+ * fetch, not at the previous one, so a job that ends at once after a long one is completed, not lapsed. */
+WEFT_TEST(jetstream, lease_starts_at_its_own_fetch) {
+  nats_server s;
+  NATS_SERVER_OR_SKIP(&s);
+  weft_js *js = conn(&s);
+  mk_stream(js, "F", "f.jobs", true);
+  publish_n(js, "f.jobs", 3, WEFT_FOREVER);
+  weft_js_consumer *c = open_consumer(js, "F", "w", -1, 1, WEFT_FOREVER);
+  for (int i = 0; i < 3; i++) {
+    weft_js_msg *m;
+    size_t n;
+    cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+    cr_assert_eq(job_index(m), i);
+    cr_assert_eq(weft_js_msg_delivered(m), 1);
+    if (i < 2) usleep(2 * ACK_WAIT / 1000); /* a long job: kept alive by heartbeats */
+    weft_js_outcome oc;
+    cr_assert_eq(weft_js_finish(m, 0, &oc), 0);
+    cr_assert_eq(oc, WEFT_JS_COMPLETED, "job %d: %s", i, weft_js_outcome_name(oc));
+  }
+  weft_js_report r = report(c);
+  cr_assert_eq(r.completed, 3);
+  cr_assert_eq(r.redelivered, 0);
+  cr_assert_eq(weft_js_consumer_close(c), 0);
+  cr_assert_eq(weft_js_close(js), 0);
+  ns_stop(&s);
+}
+
 /* ---- a worker process killed mid-job ------------------------------------------------------------------ */
 
 WEFT_TEST(jetstream, killed_worker_jobs_redelivered_each_ends_once) {

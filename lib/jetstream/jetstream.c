@@ -16,9 +16,9 @@
  * that could have delivered the message, and for an InProgress the moment before it was sent. A message
  * finished when now - last_refresh >= 3/4 AckWait may have been redelivered already; any action then
  * could settle another worker's delivery (nats-server#4786), so none is sent and the outcome is lapsed.
- * Messages left in the client's queue by a pull request that timed out just as they arrived were
- * delivered before the next fetch started; a fetch that finds such messages older than AckWait/2 counts
- * them fetched and lapsed without handing them out.
+ * Messages left in the client's queue by a pull request that expired just as they arrived were delivered
+ * around the time that fetch returned (last_fetch_end), which is then their lease's start; a fetch that
+ * finds such messages more than AckWait/2 old counts them fetched and lapsed without handing them out.
  *
  * Accounting. Every counter of the report lives under c->mu; fetched is raised when messages are handed
  * out, exactly one class when one is finished, so fetched == classes + in_flight at every snapshot.
@@ -406,7 +406,7 @@ struct weft_js_consumer {
   bool ack_async;
 
   pthread_mutex_t fetch_mu;
-  int64_t last_fetch_start; /* fetch_mu */
+  int64_t last_fetch_end; /* fetch_mu: when the last pull request returned */
 
   pthread_mutex_t mu;
   pthread_cond_t room;  /* in_flight dropped below max_in_flight */
@@ -541,7 +541,7 @@ int weft_js_consumer_open(weft_js *js, const weft_js_consumer_opts *o, weft_js_c
     rc = map_status("pull subscribe", s);
     goto fail_idle;
   }
-  c->last_fetch_start = weft_now();
+  c->last_fetch_end = weft_now();
   /* The keeper blocks every signal, as weft's own threads do, so the process's signals go elsewhere. */
   sigset_t all, old;
   sigfillset(&all);
@@ -785,19 +785,27 @@ static int fetch_impl(weft_js_consumer *c, weft_ctx *wait_ctx, weft_ctx *parent,
       break;
     }
     int64_t now = weft_now();
-    /* Messages left in the client's queue since an earlier fetch timed out: trust them only while young. */
+    /* Messages left in the client's queue arrived after an earlier fetch had returned (its request
+     * expired as they came): their lease started then, so they are trusted only while young, and the
+     * lease of this batch is counted from that earlier return. Otherwise the server can deliver only
+     * after this request, so the lease starts no earlier than now. */
     int pending = 0;
-    if (natsSubscription_GetPending(c->sub, &pending, NULL) == NATS_OK && pending > 0 &&
-        now - c->last_fetch_start >= c->ack_wait / 2) {
-      natsMsgList stale_list = {0};
-      jsFetchRequest fr;
-      jsFetchRequest_Init(&fr);
-      fr.Batch = pending;
-      fr.NoWait = true;
-      if (natsSubscription_FetchRequest(&stale_list, c->sub, &fr) == NATS_OK)
-        take_batch(c, &stale_list, parent, 0, true, NULL, &rc);
-      else
-        natsMsgList_Destroy(&stale_list);
+    int64_t start = now;
+    if (natsSubscription_GetPending(c->sub, &pending, NULL) == NATS_OK && pending > 0) {
+      if (now - c->last_fetch_end >= c->ack_wait / 2) {
+        natsMsgList stale_list = {0};
+        jsFetchRequest fr;
+        jsFetchRequest_Init(&fr);
+        fr.Batch = pending;
+        fr.NoWait = true;
+        if (natsSubscription_FetchRequest(&stale_list, c->sub, &fr) == NATS_OK)
+          take_batch(c, &stale_list, parent, 0, true, NULL, &rc);
+        else
+          natsMsgList_Destroy(&stale_list);
+        c->last_fetch_end = weft_now();
+      } else {
+        start = c->last_fetch_end;
+      }
     }
     int64_t slice = c->fetch_wait;
     int64_t left = until - now;
@@ -806,13 +814,11 @@ static int fetch_impl(weft_js_consumer *c, weft_ctx *wait_ctx, weft_ctx *parent,
       break;
     }
     if (left < slice) slice = left;
-    int64_t start = c->last_fetch_start < now ? c->last_fetch_start : now;
-    c->last_fetch_start = now;
     natsMsgList list = {0};
     jsErrCode je = 0;
     natsStatus s = natsSubscription_Fetch(&list, c->sub, (int)room, to_ms(slice), &je);
+    c->last_fetch_end = weft_now();
     if (s == NATS_OK) {
-      /* The lease may have started with an earlier pull request still open at the server. */
       size_t got = take_batch(c, &list, parent, start, false, out, &rc);
       if (got > 0) {
         *n = got;
