@@ -213,6 +213,18 @@ typedef struct weft_js_report {
  * Thread safety: any thread, at any time between open and close. */
 WEFT_API int weft_js_consumer_report(weft_js_consumer *c, weft_js_report *out);
 
+/* The server's view of the consumer, over all its workers. */
+typedef struct weft_js_consumer_state {
+  uint64_t pending;     /* messages not delivered yet */
+  uint64_t ack_pending; /* delivered and neither acked nor terminated */
+  uint64_t redelivered; /* of those, delivered more than once */
+  uint64_t ack_floor;   /* stream sequence below which every message is settled */
+} weft_js_consumer_state;
+
+/* Asks the server (one request). Returns 0; WEFT_EINVAL; WEFT_ENOMEM; WEFT_ETIMEDOUT; WEFT_JS_ENATS.
+ * Thread safety: any thread. */
+WEFT_API int weft_js_consumer_state_get(weft_js_consumer *c, weft_js_consumer_state *out);
+
 /* ---- messages (jobs) -------------------------------------------------------------------------------- */
 
 typedef struct weft_js_msg weft_js_msg;

@@ -16,9 +16,9 @@
  * that could have delivered the message, and for an InProgress the moment before it was sent. A message
  * finished when now - last_refresh >= 3/4 AckWait may have been redelivered already; any action then
  * could settle another worker's delivery (nats-server#4786), so none is sent and the outcome is lapsed.
- * Messages left in the client's queue by a pull request that timed out just as they arrived were
- * delivered before the next fetch started; a fetch that finds such messages older than AckWait/2 counts
- * them fetched and lapsed without handing them out.
+ * Messages left in the client's queue by a pull request that expired just as they arrived were delivered
+ * around the time that fetch returned (last_fetch_end), which is then their lease's start; a fetch that
+ * finds such messages more than AckWait/2 old counts them fetched and lapsed without handing them out.
  *
  * Accounting. Every counter of the report lives under c->mu; fetched is raised when messages are handed
  * out, exactly one class when one is finished, so fetched == classes + in_flight at every snapshot.
@@ -143,6 +143,11 @@ struct weft_js {
   _Atomic uint64_t disconnects;
   _Atomic uint64_t reconnects;
   _Atomic long consumers;
+  /* The client calls the connection callbacks on a thread of its own, after natsConnection_Close() has
+   * returned; the closed callback comes last, so close waits for it before freeing this. */
+  pthread_mutex_t closed_mu;
+  pthread_cond_t closed_cv;
+  bool closed;
 };
 
 static void on_disconnected(natsConnection *nc, void *closure) {
@@ -154,10 +159,32 @@ static void on_reconnected(natsConnection *nc, void *closure) {
   atomic_fetch_add(&((weft_js *)closure)->reconnects, 1);
 }
 
+static void on_closed(natsConnection *nc, void *closure) {
+  (void)nc;
+  weft_js *js = closure;
+  lock(&js->closed_mu);
+  js->closed = true;
+  pthread_cond_broadcast(&js->closed_cv);
+  unlock(&js->closed_mu);
+}
+
 static int64_t to_ms(int64_t ns) {
   if (ns <= 0) return 0;
   int64_t ms = ns / WEFT_MS(1);
   return ms == 0 ? 1 : ms;
+}
+
+/* Waits for the closed callback (10 s at most: a client that never calls it costs a wait, not a crash).
+ * Returns false when it did not come, and then js must not be freed. */
+static bool close_wait(weft_js *js) {
+  int64_t until = weft_deadline_in(WEFT_SEC(10));
+  struct timespec ts;
+  mono_to_timespec(until, &ts);
+  lock(&js->closed_mu);
+  while (!js->closed && weft_now() < until) pthread_cond_timedwait(&js->closed_cv, &js->closed_mu, &ts);
+  bool ok = js->closed;
+  unlock(&js->closed_mu);
+  return ok;
 }
 
 int weft_js_connect(const weft_js_opts *o, weft_js **out) {
@@ -168,6 +195,15 @@ int weft_js_connect(const weft_js_opts *o, weft_js **out) {
   weft_js *js = calloc(1, sizeof *js);
   if (js == NULL) return WEFT_ENOMEM;
   js->timeout = o->timeout;
+  if (pthread_mutex_init(&js->closed_mu, NULL) != 0) {
+    free(js);
+    return WEFT_ESYS;
+  }
+  if (cond_init_mono(&js->closed_cv) != 0) {
+    pthread_mutex_destroy(&js->closed_mu);
+    free(js);
+    return WEFT_ESYS;
+  }
   natsOptions *no = NULL;
   natsStatus s = natsOptions_Create(&no);
   if (s == NATS_OK) s = natsOptions_SetURL(no, o->url);
@@ -182,6 +218,7 @@ int weft_js_connect(const weft_js_opts *o, weft_js **out) {
   if (s == NATS_OK) s = natsOptions_SetFailRequestsOnDisconnect(no, true);
   if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(no, on_disconnected, js);
   if (s == NATS_OK) s = natsOptions_SetReconnectedCB(no, on_reconnected, js);
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(no, on_closed, js);
   if (s == NATS_OK) s = natsConnection_Connect(&js->nc, no);
   jsOptions jo;
   if (s == NATS_OK) s = jsOptions_Init(&jo);
@@ -193,7 +230,13 @@ int weft_js_connect(const weft_js_opts *o, weft_js **out) {
   if (s != NATS_OK) {
     int rc = map_status("connect", s);
     if (rc == WEFT_ETIMEDOUT) rc = WEFT_JS_ENATS;
-    if (js->nc != NULL) natsConnection_Destroy(js->nc);
+    if (js->nc != NULL) {
+      natsConnection_Close(js->nc);
+      close_wait(js);
+      natsConnection_Destroy(js->nc);
+    }
+    pthread_cond_destroy(&js->closed_cv);
+    pthread_mutex_destroy(&js->closed_mu);
     free(js);
     return rc;
   }
@@ -206,7 +249,11 @@ int weft_js_close(weft_js *js) {
   if (atomic_load(&js->consumers) != 0) return WEFT_EBUSY;
   jsCtx_Destroy(js->jsx);
   natsConnection_Close(js->nc);
+  bool callbacks_done = close_wait(js);
   natsConnection_Destroy(js->nc);
+  if (!callbacks_done) return 0; /* leaked rather than freed under a callback still to come */
+  pthread_cond_destroy(&js->closed_cv);
+  pthread_mutex_destroy(&js->closed_mu);
   free(js);
   return 0;
 }
@@ -351,6 +398,7 @@ struct js_source {
 
 struct weft_js_consumer {
   weft_js *js;
+  char stream[208], durable[208];
   js_source *sources; /* mu: pipeline sources reading from it, freed on close */
   natsSubscription *sub;
   int64_t ack_wait, heartbeat, fetch_wait, job_timeout, backoff_base, backoff_max, max_deliver;
@@ -358,7 +406,7 @@ struct weft_js_consumer {
   bool ack_async;
 
   pthread_mutex_t fetch_mu;
-  int64_t last_fetch_start; /* fetch_mu */
+  int64_t last_fetch_end; /* fetch_mu: when the last pull request returned */
 
   pthread_mutex_t mu;
   pthread_cond_t room;  /* in_flight dropped below max_in_flight */
@@ -466,6 +514,8 @@ int weft_js_consumer_open(weft_js *js, const weft_js_consumer_opts *o, weft_js_c
   int rc = WEFT_ENOMEM;
   if (c == NULL) goto fail_ci;
   c->js = js;
+  snprintf(c->stream, sizeof c->stream, "%s", o->stream);
+  snprintf(c->durable, sizeof c->durable, "%s", o->durable);
   /* The server's settings win: a consumer created earlier keeps its own. */
   c->ack_wait = ci->Config->AckWait > 0 ? ci->Config->AckWait : o->ack_wait;
   c->max_deliver = ci->Config->MaxDeliver;
@@ -491,7 +541,7 @@ int weft_js_consumer_open(weft_js *js, const weft_js_consumer_opts *o, weft_js_c
     rc = map_status("pull subscribe", s);
     goto fail_idle;
   }
-  c->last_fetch_start = weft_now();
+  c->last_fetch_end = weft_now();
   /* The keeper blocks every signal, as weft's own threads do, so the process's signals go elsewhere. */
   sigset_t all, old;
   sigfillset(&all);
@@ -559,6 +609,21 @@ int weft_js_consumer_report(weft_js_consumer *c, weft_js_report *out) {
   lock(&c->mu);
   *out = c->rep;
   unlock(&c->mu);
+  return 0;
+}
+
+int weft_js_consumer_state_get(weft_js_consumer *c, weft_js_consumer_state *out) {
+  if (c == NULL || out == NULL) return WEFT_EINVAL;
+  memset(out, 0, sizeof *out);
+  jsConsumerInfo *ci = NULL;
+  jsErrCode je = 0;
+  natsStatus s = js_GetConsumerInfo(&ci, c->js->jsx, c->stream, c->durable, NULL, &je);
+  if (s != NATS_OK) return map_status("consumer info", s);
+  out->pending = ci->NumPending;
+  out->ack_pending = (uint64_t)ci->NumAckPending;
+  out->redelivered = (uint64_t)ci->NumRedelivered;
+  out->ack_floor = ci->AckFloor.Stream;
+  jsConsumerInfo_Destroy(ci);
   return 0;
 }
 
@@ -711,6 +776,8 @@ static int fetch_impl(weft_js_consumer *c, weft_ctx *wait_ctx, weft_ctx *parent,
     size_t room = wait_room_locked(c, wait_ctx, until, &rc);
     unlock(&c->mu);
     if (room == 0) break;
+    /* Room may have come from jobs ending with the same cancel that ends this fetch. */
+    if ((rc = weft_ctx_err(wait_ctx)) != 0) break;
     if (max < room) room = max;
     if (natsConnection_Status(c->js->nc) == NATS_CONN_STATUS_CLOSED) {
       snprintf(js_last_err, sizeof js_last_err, "fetch: the connection is closed");
@@ -718,19 +785,27 @@ static int fetch_impl(weft_js_consumer *c, weft_ctx *wait_ctx, weft_ctx *parent,
       break;
     }
     int64_t now = weft_now();
-    /* Messages left in the client's queue since an earlier fetch timed out: trust them only while young. */
+    /* Messages left in the client's queue arrived after an earlier fetch had returned (its request
+     * expired as they came): their lease started then, so they are trusted only while young, and the
+     * lease of this batch is counted from that earlier return. Otherwise the server can deliver only
+     * after this request, so the lease starts no earlier than now. */
     int pending = 0;
-    if (natsSubscription_GetPending(c->sub, &pending, NULL) == NATS_OK && pending > 0 &&
-        now - c->last_fetch_start >= c->ack_wait / 2) {
-      natsMsgList stale_list = {0};
-      jsFetchRequest fr;
-      jsFetchRequest_Init(&fr);
-      fr.Batch = pending;
-      fr.NoWait = true;
-      if (natsSubscription_FetchRequest(&stale_list, c->sub, &fr) == NATS_OK)
-        take_batch(c, &stale_list, parent, 0, true, NULL, &rc);
-      else
-        natsMsgList_Destroy(&stale_list);
+    int64_t start = now;
+    if (natsSubscription_GetPending(c->sub, &pending, NULL) == NATS_OK && pending > 0) {
+      if (now - c->last_fetch_end >= c->ack_wait / 2) {
+        natsMsgList stale_list = {0};
+        jsFetchRequest fr;
+        jsFetchRequest_Init(&fr);
+        fr.Batch = pending;
+        fr.NoWait = true;
+        if (natsSubscription_FetchRequest(&stale_list, c->sub, &fr) == NATS_OK)
+          take_batch(c, &stale_list, parent, 0, true, NULL, &rc);
+        else
+          natsMsgList_Destroy(&stale_list);
+        c->last_fetch_end = weft_now();
+      } else {
+        start = c->last_fetch_end;
+      }
     }
     int64_t slice = c->fetch_wait;
     int64_t left = until - now;
@@ -739,13 +814,11 @@ static int fetch_impl(weft_js_consumer *c, weft_ctx *wait_ctx, weft_ctx *parent,
       break;
     }
     if (left < slice) slice = left;
-    int64_t start = c->last_fetch_start < now ? c->last_fetch_start : now;
-    c->last_fetch_start = now;
     natsMsgList list = {0};
     jsErrCode je = 0;
     natsStatus s = natsSubscription_Fetch(&list, c->sub, (int)room, to_ms(slice), &je);
+    c->last_fetch_end = weft_now();
     if (s == NATS_OK) {
-      /* The lease may have started with an earlier pull request still open at the server. */
       size_t got = take_batch(c, &list, parent, start, false, out, &rc);
       if (got > 0) {
         *n = got;
@@ -931,9 +1004,10 @@ int weft_js_msg_set_output(weft_js_msg *m, const void *data, size_t len) {
 /* ---- pipeline stages ---------------------------------------------------------------------------------- */
 
 
+/* The pipeline's discard hook gets the address of the item, which is the weft_js_msg pointer. */
 static void discard_msg(void *item, void *arg) {
   (void)arg;
-  weft_js_finish(item, WEFT_ESTOPPED, NULL);
+  weft_js_finish(*(weft_js_msg **)item, WEFT_ESTOPPED, NULL);
 }
 
 static int source_fn(weft_ctx *ctx, weft_emitter *em, void *arg) {
