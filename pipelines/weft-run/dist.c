@@ -283,6 +283,10 @@ static int submit_main(wr_app *a, wr_dist *d) {
            "cannot use it");
     return WR_EXIT_ERROR;
   }
+  if (a->o.nsrc > 64) {
+    wr_msg("--submit: at most 64 input sources (a job's record lists their lengths on one line)");
+    return WR_EXIT_ERROR;
+  }
   if (wr_dist_open(a, d) != 0) return WR_EXIT_ERROR;
   weft_ctx *dctx = NULL;
   weft_cancel *dcancel = NULL;

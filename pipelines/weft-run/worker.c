@@ -110,6 +110,8 @@ static int run_one(weft_ctx *ctx, const void *item, void *arg) {
   }
   /* its header's deadline ended it: Term (expired), nobody should run it again; else Ack */
   weft_js_finish(m, weft_ctx_done(mctx) ? weft_ctx_err(mctx) : 0, NULL);
+  if (a->log && wr_joblog_write(a->log, j) != 0 && !atomic_exchange(&a->input_failed, true))
+    wr_msg("%s: writing the joblog failed", a->o.joblog);
   wr_job_finished(a, j);
   wr_job_free(j);
   return 0;
@@ -189,6 +191,7 @@ int wr_worker_main(wr_app *a, wr_dist *d) {
   for (char *p = w->host; *p; p++)
     if (*p == '\t' || *p == '\n') *p = ' ';
   int status = WR_EXIT_ERROR;
+  a->devnull = -1;
   sigs s = {.a = a};
   pthread_mutex_init(&s.mu, NULL);
   idle id = {.w = w};
@@ -197,6 +200,7 @@ int wr_worker_main(wr_app *a, wr_dist *d) {
   a->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (!a->slots || a->devnull < 0) { wr_msg("setting up failed: %s", a->slots ? strerror(errno) : "out of memory"); goto out; }
 
+  if (wr_joblog_open(&a->o, &a->log) != 0) goto out; /* --joblog: this worker's own jobs */
   weft_js_consumer_opts co = WEFT_JS_CONSUMER_OPTS_INIT;
   co.stream = d->stream;
   co.durable = WR_DURABLE;
@@ -259,7 +263,7 @@ int wr_worker_main(wr_app *a, wr_dist *d) {
          (unsigned long long)r.redelivered, (unsigned long long)r.heartbeats);
   int signo = atomic_load(&a->stop_signal);
   uint64_t bad = c[WR_FAILED] + c[WR_TIMED_OUT] + c[WR_KILLED];
-  if (rc != 0) status = WR_EXIT_ERROR;
+  if (rc != 0 || atomic_load(&a->input_failed)) status = WR_EXIT_ERROR;
   else if (signo) status = 128 + signo;
   else if (a->halted) status = a->halt_status;
   else status = bad > 100 ? 101 : (int)bad;
@@ -280,5 +284,7 @@ out:
   if (a->kill_cancel) weft_ctx_end(a->kill_cancel);
   if (a->devnull >= 0) close(a->devnull);
   free(a->slots);
+  wr_joblog_close(a->log);
+  a->log = NULL;
   return status;
 }
