@@ -170,7 +170,7 @@ wr_job *wr_dist_job_decode(const char *p, size_t n, bool *bad) {
   for (size_t k = 0; k < nargs; k++) args[k] = q, q += lens[k];
   *bad = false;
   wr_job *j = wr_dist_job_new((uint64_t)v[1], nargs, args, lens, cmd, (size_t)v[4], NULL, 0);
-  if (j) j->timeout = v[2] > 0 ? v[2] : WEFT_FOREVER;
+  if (j) j->timeout = v[2] > 0 ? v[2] : 0; /* none of its own: the worker's --timeout, if any */
   return j;
 }
 
@@ -283,11 +283,15 @@ static int submit_main(wr_app *a, wr_dist *d) {
            "cannot use it");
     return WR_EXIT_ERROR;
   }
+  if (a->o.joblog) {
+    wr_msg("--submit: --joblog belongs to --collect (or to a worker: the jobs it ran)");
+    return WR_EXIT_ERROR;
+  }
   if (a->o.nsrc > 64) {
     wr_msg("--submit: at most 64 input sources (a job's record lists their lengths on one line)");
     return WR_EXIT_ERROR;
   }
-  if (wr_dist_open(a, d) != 0) return WR_EXIT_ERROR;
+  if (!a->o.dry_run && wr_dist_open(a, d) != 0) return WR_EXIT_ERROR;
   weft_ctx *dctx = NULL;
   weft_cancel *dcancel = NULL;
   if (a->o.deadline != WEFT_FOREVER && weft_ctx_with_timeout(weft_background(), a->o.deadline, &dctx, &dcancel) != 0) {
@@ -312,6 +316,13 @@ static int submit_main(wr_app *a, wr_dist *d) {
       status = WR_EXIT_ERROR;
       break;
     }
+    if (a->o.dry_run) { /* the commands that would be submitted, nothing published */
+      bool ok = fwrite(cmd, 1, cmdlen, stdout) == cmdlen && putchar('\n') != EOF;
+      free(rec);
+      free(cmd);
+      if (!ok) { status = WR_EXIT_ERROR; break; }
+      continue;
+    }
     char id[64];
     snprintf(id, sizeof id, "j%" PRIu64 "-%016" PRIx64, seq, fnv1a(FNV_INIT, cmd, cmdlen));
     batch = fnv1a(batch, id, strlen(id));
@@ -327,6 +338,11 @@ static int submit_main(wr_app *a, wr_dist *d) {
     }
     if (dup) dups++;
     else published++;
+  }
+  if (a->o.dry_run) {
+    if (fflush(stdout) != 0) status = WR_EXIT_ERROR;
+    if (dcancel) weft_ctx_end(dcancel);
+    return status;
   }
   if (status == 0) {
     char rec[64], id[64];

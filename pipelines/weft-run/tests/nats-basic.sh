@@ -51,4 +51,6 @@ grep -q started dout || fail "deadline: the job's output before its stop is miss
 "$WR" --worker "$URL/B" echo 2>e3; [ $? = 255 ] && grep -q "takes no command" e3 || fail "worker with a command: $(cat e3)"
 "$WR" --submit "$URL/B" 'echo {%}' ::: 1 2>e4; [ $? = 255 ] && grep -q "job slot" e4 || fail "{%} submitted: $(cat e4)"
 "$WR" --collect nats://127.0.0.1:1/B 2>e5; [ $? = 255 ] || fail "no server: $(cat e5)"
+out=$("$WR" --submit "$URL/X" --dry-run 'echo {}' ::: a b 2>e6); [ $? = 0 ] && [ "$out" = "$(printf 'echo a\necho b')" ] || fail "submit --dry-run: $out $(cat e6)"
+"$WR" --submit "$URL/X" --joblog j true ::: 1 2>e7; [ $? = 255 ] && grep -q "belongs to --collect" e7 || fail "submit --joblog: $(cat e7)"
 echo "weft-run $NAME check passed"

@@ -3,6 +3,7 @@
 # stops it on exit. Without nats-server the test says so and passes as skipped.
 set -u
 WR=${1:?usage: $0 path/to/weft-run}
+[ -x "$WR" ] && WR=$(cd "$(dirname "$WR")" && pwd)/$(basename "$WR")
 NAME=$(basename "$0" .sh)
 if ! command -v nats-server >/dev/null 2>&1; then
   echo "SKIPPED: nats-server not installed (apt install nats-server); $NAME check passed"
