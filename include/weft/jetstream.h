@@ -155,6 +155,14 @@ WEFT_API int weft_js_stream_delete(weft_js *js, const char *name);
 WEFT_API int weft_js_publish(weft_js *js, weft_ctx *ctx, const char *subject, const void *data, size_t len,
                              const char *id, bool *duplicate);
 
+/* As weft_js_publish(), adding `nheaders` headers of the caller's: headers[2*i] is a name (not
+ * Nats-Msg-Id nor Weft-Deadline, which the call sets: WEFT_EINVAL), headers[2*i+1] its value; read back
+ * with weft_js_msg_header(). For what a job needs besides its payload (a per-job timeout, a retry policy, a
+ * submitter's name). nheaders at most 64 (WEFT_EINVAL). */
+WEFT_API int weft_js_publish_with_headers(weft_js *js, weft_ctx *ctx, const char *subject, const void *data,
+                                          size_t len, const char *id, const char *const *headers,
+                                          size_t nheaders, bool *duplicate);
+
 /* ---- consumers -------------------------------------------------------------------------------------- */
 
 typedef struct weft_js_consumer weft_js_consumer;
