@@ -27,7 +27,8 @@
  *                  since an ack that late could settle another worker's delivery (nats-server#4786);
  *                  the server redelivers it
  *       unsent     the action could not be sent or (for a confirmed Ack) not confirmed: the connection was
- *                  down, or the server did not answer in time; the server redelivers it
+ *                  down, or the server did not answer in time; the server redelivers it (unless an
+ *                  unconfirmed Ack did reach it: then the job completed once, without the count)
  *     `redelivered` counts fetched messages the server had delivered before (NumDelivered > 1).
  *   - Identity and deadline travel: weft_js_publish() sets `Nats-Msg-Id` (the server drops a second
  *     message with the same id within the stream's duplicate window, so resubmitting is idempotent) and
