@@ -184,13 +184,19 @@ WEFT_TEST(jetstream, publish_fetch_ack_and_duplicates) {
   bool dup = false;
   cr_assert_eq(weft_js_publish(js, NULL, "b.jobs", "3", 1, "job-00003", &dup), 0);
   cr_assert(dup, "a second publish with the same Nats-Msg-Id is a duplicate");
+  const char *bad[] = {"Nats-Msg-Id", "x"};
+  cr_assert_eq(weft_js_publish_with_headers(js, NULL, "b.jobs", "x", 1, NULL, bad, 1, NULL), WEFT_EINVAL);
+  const char *hdrs[] = {"Weft-Timeout", "5s", "Weft-Submitter", "host-a"};
+  cr_assert_eq(weft_js_publish_with_headers(js, NULL, "b.jobs", "20", 2, "job-00020", hdrs, 2, &dup), 0);
+  cr_assert(!dup);
   weft_js_consumer *c = open_consumer(js, "B", "w", -1, 8, WEFT_FOREVER);
   int seen[20] = {0};
   int next = 0;
   while (next < 20) {
     weft_js_msg *m[8];
     size_t n;
-    cr_assert_eq(weft_js_fetch(c, weft_background(), 8, WEFT_SEC(10), m, &n), 0);
+    size_t want = 20 - next < 8 ? (size_t)(20 - next) : 8; /* the 21st, with headers, is checked below */
+    cr_assert_eq(weft_js_fetch(c, weft_background(), want, WEFT_SEC(10), m, &n), 0);
     for (size_t i = 0; i < n; i++) {
       int k = job_index(m[i]);
       cr_assert_eq(k, next, "stream order: got %d, expected %d", k, next); /* one worker: in order */
@@ -209,16 +215,22 @@ WEFT_TEST(jetstream, publish_fetch_ack_and_duplicates) {
   }
   weft_js_msg *m;
   size_t n;
+  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+  cr_assert_str_eq(weft_js_msg_id(m), "job-00020");
+  cr_assert_str_eq(weft_js_msg_header(m, "Weft-Timeout"), "5s");
+  cr_assert_str_eq(weft_js_msg_header(m, "Weft-Submitter"), "host-a");
+  cr_assert_null(weft_js_msg_header(m, "Weft-None"));
+  cr_assert_eq(weft_js_finish(m, 0, NULL), 0);
   cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_MS(300), &m, &n), WEFT_ETIMEDOUT);
   weft_js_report r = report(c);
-  cr_assert_eq(r.fetched, 20);
-  cr_assert_eq(r.completed, 20);
+  cr_assert_eq(r.fetched, 21);
+  cr_assert_eq(r.completed, 21);
   cr_assert_eq(r.redelivered, 0);
   weft_js_consumer_state st;
   cr_assert_eq(weft_js_consumer_state_get(c, &st), 0);
   cr_assert_eq(st.pending, 0);
   cr_assert_eq(st.ack_pending, 0);
-  cr_assert_eq(st.ack_floor, 20);
+  cr_assert_eq(st.ack_floor, 21);
   cr_assert_eq(weft_js_consumer_close(c), 0);
   cr_assert_eq(weft_js_close(js), 0);
   ns_stop(&s);

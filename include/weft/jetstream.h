@@ -27,7 +27,8 @@
  *                  since an ack that late could settle another worker's delivery (nats-server#4786);
  *                  the server redelivers it
  *       unsent     the action could not be sent or (for a confirmed Ack) not confirmed: the connection was
- *                  down, or the server did not answer in time; the server redelivers it
+ *                  down, or the server did not answer in time; the server redelivers it (unless an
+ *                  unconfirmed Ack did reach it: then the job completed once, without the count)
  *     `redelivered` counts fetched messages the server had delivered before (NumDelivered > 1).
  *   - Identity and deadline travel: weft_js_publish() sets `Nats-Msg-Id` (the server drops a second
  *     message with the same id within the stream's duplicate window, so resubmitting is idempotent) and
@@ -154,6 +155,14 @@ WEFT_API int weft_js_stream_delete(weft_js *js, const char *name);
  * stream for the subject, connection down). Thread safety: any thread, concurrently. */
 WEFT_API int weft_js_publish(weft_js *js, weft_ctx *ctx, const char *subject, const void *data, size_t len,
                              const char *id, bool *duplicate);
+
+/* As weft_js_publish(), adding `nheaders` headers of the caller's: headers[2*i] is a name (not
+ * Nats-Msg-Id nor Weft-Deadline, which the call sets: WEFT_EINVAL), headers[2*i+1] its value; read back
+ * with weft_js_msg_header(). For what a job needs besides its payload (a per-job timeout, a retry policy, a
+ * submitter's name). nheaders at most 64 (WEFT_EINVAL). */
+WEFT_API int weft_js_publish_with_headers(weft_js *js, weft_ctx *ctx, const char *subject, const void *data,
+                                          size_t len, const char *id, const char *const *headers,
+                                          size_t nheaders, bool *duplicate);
 
 /* ---- consumers -------------------------------------------------------------------------------------- */
 

@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <weft/jetstream.h>
 
@@ -319,7 +320,8 @@ int weft_js_stream_delete(weft_js *js, const char *name) {
 /* ---- publishing --------------------------------------------------------------------------------------- */
 
 static int publish_impl(weft_js *js, weft_ctx *ctx, const char *subject, const void *data, size_t len,
-                        const char *id, int64_t deadline, bool *duplicate) {
+                        const char *id, int64_t deadline, const char *const *headers, size_t nheaders,
+                        bool *duplicate) {
   if (duplicate != NULL) *duplicate = false;
   if (ctx != NULL && weft_ctx_err(ctx) != 0) return weft_ctx_err(ctx);
   if (natsConnection_Status(js->nc) != NATS_CONN_STATUS_CONNECTED) {
@@ -333,6 +335,7 @@ static int publish_impl(weft_js *js, weft_ctx *ctx, const char *subject, const v
     snprintf(dl, sizeof dl, "%" PRId64, mono_to_unix(deadline));
     s = natsMsgHeader_Set(msg, WEFT_JS_DEADLINE_HEADER, dl);
   }
+  for (size_t i = 0; s == NATS_OK && i < nheaders; i++) s = natsMsgHeader_Set(msg, headers[2 * i], headers[2 * i + 1]);
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MsgId = id;
@@ -363,8 +366,24 @@ int weft_js_publish(weft_js *js, weft_ctx *ctx, const char *subject, const void 
   if (duplicate != NULL) *duplicate = false;
   if (js == NULL || subject == NULL || subject[0] == '\0' || (data == NULL && len > 0) || len > INT_MAX)
     return WEFT_EINVAL;
-  return publish_impl(js, ctx, subject, data, len, id, ctx ? weft_ctx_deadline(ctx) : WEFT_FOREVER,
+  return publish_impl(js, ctx, subject, data, len, id, ctx ? weft_ctx_deadline(ctx) : WEFT_FOREVER, NULL, 0,
                       duplicate);
+}
+
+int weft_js_publish_with_headers(weft_js *js, weft_ctx *ctx, const char *subject, const void *data, size_t len,
+                                 const char *id, const char *const *headers, size_t nheaders, bool *duplicate) {
+  if (duplicate != NULL) *duplicate = false;
+  if (js == NULL || subject == NULL || subject[0] == '\0' || (data == NULL && len > 0) || len > INT_MAX ||
+      (headers == NULL && nheaders > 0) || nheaders > 64)
+    return WEFT_EINVAL;
+  for (size_t i = 0; i < nheaders; i++) {
+    const char *k = headers[2 * i], *v = headers[2 * i + 1];
+    if (k == NULL || v == NULL || k[0] == '\0' || strcasecmp(k, "Nats-Msg-Id") == 0 ||
+        strcasecmp(k, WEFT_JS_DEADLINE_HEADER) == 0 || strpbrk(k, ": \r\n") != NULL || strpbrk(v, "\r\n") != NULL)
+      return WEFT_EINVAL;
+  }
+  return publish_impl(js, ctx, subject, data, len, id, ctx ? weft_ctx_deadline(ctx) : WEFT_FOREVER, headers,
+                      nheaders, duplicate);
 }
 
 /* ---- consumers ---------------------------------------------------------------------------------------- */
@@ -1111,7 +1130,7 @@ static int publish_fn(weft_ctx *ctx, const void *item, void *arg) {
     size_t len = m->out_len;
     if (data == NULL) data = weft_js_msg_data(m, &len);
     /* The message's own deadline travels on, not this worker's job_timeout. */
-    r = publish_impl(to->js, m->ctx, to->subject, data, len, m->idp, m->hdr_deadline, NULL);
+    r = publish_impl(to->js, m->ctx, to->subject, data, len, m->idp, m->hdr_deadline, NULL, 0, NULL);
   }
   weft_js_finish(m, r, NULL);
   return 0;
