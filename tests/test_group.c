@@ -324,7 +324,7 @@ static void *gs_worker(void *a) {
   gs_arg *ga = a;
   for (long i = 0; i < gs_iters; i++) {
     uintptr_t id = (uintptr_t)(ga->t * gs_iters + i);
-    unsigned r = (unsigned)rand_r(&ga->seed);
+    unsigned r = weft_test_rand(&ga->seed);
     int rc = (r % 3 == 0) ? weft_group_try_go(gs_g, gs_fn, (void *)id) : weft_group_go(gs_g, gs_fn, (void *)id);
     if (rc == 0)
       ga->started[i] = 1;

@@ -186,6 +186,57 @@ WEFT_TEST(nomem, pool_group_sem) {
   cr_assert_eq(weft_ctx_live_count(), 0);
 }
 
+/* A submit with a completion channel and callback whose job record cannot be allocated returns
+ * WEFT_ENOMEM, calls nothing, and gives the channel's reserved room back (the channel of 1 takes the next
+ * submit). */
+static _Atomic int nomem_done_calls;
+static void nomem_done(void *arg, int rc, weft_job_state st, void *darg) {
+  (void)arg;
+  (void)rc;
+  (void)st;
+  (void)darg;
+  atomic_fetch_add(&nomem_done_calls, 1);
+}
+
+WEFT_TEST(nomem, pool_completion_reservation_given_back) {
+  weft_pool_opts o = WEFT_POOL_OPTS_INIT;
+  o.workers = 1;
+  o.queue_cap = 4;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&o, &p), 0);
+  weft_chan *dc;
+  cr_assert_eq(weft_chan_create(sizeof(struct weft_completion), 1, &dc), 0);
+  weft_job_opts jo = WEFT_JOB_OPTS_INIT;
+  jo.on_done = nomem_done;
+  jo.done_chan = dc;
+  atomic_store(&ran, 0);
+  atomic_store(&nomem_done_calls, 0);
+  long k;
+  int r = WEFT_ENOMEM;
+  for (k = 0; k < SWEEP_MAX && r != 0; k++) {
+    arm(k);
+    r = weft_pool_submit_opts(p, NULL, job, NULL, &jo, NULL);
+    disarm();
+    cr_assert(r == 0 || r == WEFT_ENOMEM, "k=%ld: %d", k, r);
+    if (r != 0) {
+      cr_assert_eq(atomic_load(&nomem_done_calls), 0);
+      cr_assert_eq(weft_chan_len(dc), 0);
+    }
+  }
+  cr_assert_gt(k, 1, "the record's allocation failed on the way");
+  cr_assert_eq(weft_pool_wait_all(p, NULL), 0);
+  cr_assert_eq(atomic_load(&ran), 1);
+  cr_assert_eq(atomic_load(&nomem_done_calls), 1);
+  struct weft_completion c;
+  cr_assert_eq(weft_chan_try_recv(dc, &c), 0);
+  cr_assert_eq(c.state, WEFT_JOB_COMPLETED);
+  cr_assert_eq(weft_chan_try_recv(dc, &c), WEFT_EEMPTY, "exactly one completion, the failed submits sent none");
+  weft_pool_report rep;
+  weft_pool_destroy(p, &rep);
+  cr_assert_eq(rep.submitted, 1);
+  weft_chan_destroy(dc);
+}
+
 static int src(weft_ctx *ctx, weft_emitter *em, void *arg) {
   (void)ctx;
   (void)arg;
@@ -230,6 +281,46 @@ WEFT_TEST(nomem, pipelines) {
     if (rc == 0) break;
   }
   cr_assert_lt(k, SWEEP_MAX);
+  cr_assert_eq(weft_ctx_live_count(), 0);
+}
+
+/* A started run: each allocation of start and of the run fails alone in turn. start returns 0 or
+ * WEFT_ENOMEM (then nothing runs and the pipeline can start again); a run whose setup failed reports
+ * WEFT_ENOMEM through join, and the pipeline can start again too. */
+static _Atomic int start_done_calls;
+static void start_done(weft_pipeline *p, const weft_pipeline_report *rep, void *arg) {
+  (void)p;
+  (void)rep;
+  (void)arg;
+  atomic_fetch_add(&start_done_calls, 1);
+}
+
+WEFT_TEST(nomem, pipeline_start_each_allocation) {
+  weft_pipeline *p;
+  int64_t total = 0;
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
+  weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+  o.item_size = sizeof(int64_t);
+  cr_assert_eq(weft_pipeline_source(p, &o, src, NULL), 0);
+  cr_assert_eq(weft_pipeline_sink(p, NULL, sum, &total), 0);
+  long k, started = 0;
+  int rc = WEFT_ENOMEM;
+  for (k = 0; k < SWEEP_MAX && rc != 0; k++) {
+    total = 0;
+    arm_one(k);
+    rc = weft_pipeline_start(p, NULL, start_done, NULL);
+    if (rc == 0) {
+      started++;
+      rc = weft_pipeline_join(p, NULL, NULL);
+    }
+    disarm();
+    cr_assert(rc == 0 || rc == WEFT_ENOMEM, "k=%ld: %s", k, weft_err_name(rc));
+    cr_assert_eq(atomic_load(&start_done_calls), started, "on_done once per successful start");
+  }
+  cr_assert_eq(rc, 0);
+  cr_assert_gt(k, 2, "allocations failed on the way");
+  cr_assert_eq(total, 5050);
+  cr_assert_eq(weft_pipeline_destroy(p), 0);
   cr_assert_eq(weft_ctx_live_count(), 0);
 }
 

@@ -53,7 +53,7 @@ static void *submitter(void *a) {
   sub *s = a;
   for (size_t i = 0; i < s->n; i++) {
     size_t id = s->first + i;
-    int kind = (int)(rand_r(&s->seed) % 8), rc;
+    int kind = (int)(weft_test_rand(&s->seed) % 8), rc;
     void *arg = (void *)(uintptr_t)id;
     if (kind == 0) {
       rc = weft_pool_try_submit(pool, stress_job, arg);
@@ -100,7 +100,7 @@ static void stress_round(unsigned seed, weft_pool_mode mode) {
     subs[t] = (sub){t * N, N, seed + (unsigned)t, 0};
     pthread_create(&subs[t].th, NULL, submitter, &subs[t]);
   }
-  usleep((useconds_t)(rand_r(&seed) % 60000)); /* shut down at a random moment */
+  usleep((useconds_t)(weft_test_rand(&seed) % 60000)); /* shut down at a random moment */
   weft_pool_report rep;
   cr_assert_eq(weft_pool_shutdown(pool, mode, WEFT_FOREVER, &rep), 0);
   for (size_t t = 0; t < T; t++) pthread_join(subs[t].th, NULL);

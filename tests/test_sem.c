@@ -68,14 +68,14 @@ static void *sem_worker(void *arg) {
   unsigned seed = (unsigned)(uintptr_t)arg;
   long iters = weft_test_env("WEFT_STRESS_ITERS", 20000 / WEFT_TEST_SCALE);
   for (long i = 0; i < iters; i++) {
-    int64_t n = 1 + rand_r(&seed) % 4;
+    int64_t n = 1 + weft_test_rand(&seed) % 4;
     weft_ctx *c = NULL;
     weft_cancel *c_cancel = NULL;
-    if (rand_r(&seed) % 8 == 0) weft_ctx_with_timeout(weft_background(), WEFT_US(rand_r(&seed) % 50), &c, &c_cancel);
-    int rc = (rand_r(&seed) % 4 == 0) ? weft_sem_try_acquire(ssem, n) : weft_sem_acquire(ssem, c, n);
+    if (weft_test_rand(&seed) % 8 == 0) weft_ctx_with_timeout(weft_background(), WEFT_US(weft_test_rand(&seed) % 50), &c, &c_cancel);
+    int rc = (weft_test_rand(&seed) % 4 == 0) ? weft_sem_try_acquire(ssem, n) : weft_sem_acquire(ssem, c, n);
     if (rc == 0) {
       if (atomic_fetch_add(&held, n) + n > 5) atomic_store(&over, 1);
-      if (rand_r(&seed) % 16 == 0) sched_yield();
+      if (weft_test_rand(&seed) % 16 == 0) sched_yield();
       atomic_fetch_sub(&held, n);
       weft_sem_release(ssem, n);
     } else if (rc != WEFT_EFULL && rc != WEFT_EDEADLINE) {

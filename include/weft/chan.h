@@ -94,6 +94,27 @@ WEFT_API int weft_chan_try_recv(weft_chan *ch, void *elem);
  * closed (a second close is an error, never a crash); WEFT_EINVAL for NULL. Thread safety: any thread. */
 WEFT_API int weft_chan_close(weft_chan *ch);
 
+/* ---- a descriptor for event loops ---------------------------------------------------------------- */
+
+/* Returns a file descriptor that is readable (POLLIN / EPOLLIN, level-triggered) exactly while a receive
+ * would not block: an element is buffered, or the channel is closed (and, once drained, it stays
+ * readable, as a receive then returns WEFT_ECLOSED at once). It stops being readable when a receive takes
+ * the last element. So an event loop polls it and, when readable, drains with weft_chan_try_recv() until
+ * WEFT_EEMPTY (or WEFT_ECLOSED); with epoll, register it level-triggered (the default); with EPOLLET,
+ * drain until WEFT_EEMPTY on every event. Readiness may briefly trail the ring (a wake-up that finds
+ * WEFT_EEMPTY is possible while another thread receives concurrently), never stick: once the channel is
+ * empty and no operation is in progress, the descriptor is not readable.
+ * Created on first use (an eventfd): a channel that never asks pays nothing on its send and receive path;
+ * once it exists, each send and receive also updates it (a lock, and a system call only when readiness
+ * changes: a loop that drains in batches sees about one write and one read per batch).
+ * The descriptor is owned by the channel: do not read, write or close it; it stays the same for the
+ * channel's life and is closed by weft_chan_destroy() (remove it from your poll set first: afterwards the
+ * number may be reused by another open).
+ * Returns the descriptor (>= 0); WEFT_EINVAL (NULL, or a capacity-0 channel: a rendezvous never buffers,
+ * so there is no element to be readable for), WEFT_ESYS (eventfd failed: descriptor limit), WEFT_ENOMEM.
+ * Thread safety: any thread; every call returns the same descriptor. */
+WEFT_API int weft_chan_fd(weft_chan *ch);
+
 /* ---- queries (snapshots: may be stale by the time they return; 0 / false for NULL) ---------------- */
 
 WEFT_API size_t weft_chan_len(const weft_chan *ch);       /* elements buffered now */

@@ -167,8 +167,61 @@ WEFT_API int weft_ctx_sleep(weft_ctx *ctx, int64_t duration);
  * eventfd created on first use and shared by later calls. The fd belongs to the context's cancellation
  * source: do not close or read it; it stays valid while the caller holds a reference to ctx. A context
  * that can never be cancelled returns an fd that never becomes readable. Negative weft code on error
- * (WEFT_EINVAL, WEFT_ESYS when eventfd fails). */
+ * (WEFT_EINVAL, WEFT_ESYS when eventfd fails).
+ * The limit: each cancellation source asked for costs one eventfd (about 1.5-2.5 us to make, one kernel
+ * object, one descriptor) for its life, so a server with thousands of in-flight requests runs into the
+ * process's descriptor limit (often 1024) and the poll set grows with it. For many contexts, watch them
+ * all on one descriptor with a weft_watcher (below). */
 WEFT_API int weft_ctx_fd(weft_ctx *ctx);
+
+/* ---- many contexts on one descriptor: watchers ----------------------------------------------------- */
+
+/* A watcher reports the end of any number of contexts through one descriptor and a queue, so an event
+ * loop with 100k in-flight requests polls one fd instead of 100k. Each watched context gets an after-func
+ * (weft_ctx_after_func: no descriptor, a small allocation) that, once the context is done, appends an
+ * event {tag, err, cause} to the watcher's queue on weft's callback thread; the descriptor is readable
+ * (level-triggered) while events are queued. Each watch is reported exactly once, unless removed first.
+ * Thread safety: every call from any thread, except weft_watcher_destroy() (no other call may race it). */
+typedef struct weft_watcher weft_watcher;
+typedef struct weft_watch weft_watch;
+
+struct weft_watch_event {
+  void *tag; /* as given to weft_watcher_add */
+  int err;   /* the context's error when it ended: WEFT_ECANCELED or WEFT_EDEADLINE */
+  int cause; /* its cause (weft_ctx_cause): e.g. a cancel-cause code or WEFT_SIGNAL_CAUSE(signo) */
+};
+
+/* Creates a watcher (and its descriptor). Returns 0, WEFT_EINVAL (out NULL), WEFT_ENOMEM, WEFT_ESYS. */
+WEFT_API int weft_watcher_create(weft_watcher **out);
+
+/* Watches ctx: once it is done (also if it is done already), one event with `tag` is queued. The watch
+ * holds a reference to ctx until it fired or was removed. A context that can never be cancelled is never
+ * reported. `handle` (may be NULL) receives a handle for weft_watcher_remove(), valid until the watch's
+ * event was taken or weft_watcher_remove() returned 0. Returns 0, WEFT_EINVAL (NULL w or ctx),
+ * WEFT_ENOMEM, WEFT_ESYS (the callback thread could not be started); on error nothing is watched. */
+WEFT_API int weft_watcher_add(weft_watcher *w, weft_ctx *ctx, void *tag, weft_watch **handle);
+
+/* Stops a watch. Returns 0 when it was removed before firing (no event will come; the handle is freed);
+ * WEFT_ESTATE when it fired already (its event is queued or about to be: take it as usual; the handle
+ * stays valid until then); WEFT_EINVAL for NULL. Never blocks on the callback. */
+WEFT_API int weft_watcher_remove(weft_watcher *w, weft_watch *handle);
+
+/* Takes up to `max` queued events into out[], oldest first, and returns how many (0 when none is queued;
+ * WEFT_EINVAL for NULL w, or NULL out with max > 0; max is capped at INT_MAX). The descriptor stops being
+ * readable when the queue becomes empty. Never blocks. */
+WEFT_API int weft_watcher_take(weft_watcher *w, struct weft_watch_event *out, size_t max);
+
+/* The descriptor: readable (POLLIN, level-triggered) while events are queued. Owned by the watcher: do
+ * not read or close it; valid until weft_watcher_destroy(). WEFT_EINVAL for NULL. */
+WEFT_API int weft_watcher_fd(weft_watcher *w);
+
+/* Watches not yet fired plus events not yet taken (0 for NULL): 0 means nothing more will be reported. */
+WEFT_API size_t weft_watcher_pending(weft_watcher *w);
+
+/* Destroys the watcher: removes every watch that has not fired (dropping its context reference), waits
+ * for the callbacks already running to finish, drops the events not taken (tags are the caller's), and
+ * closes the descriptor. NULL is a no-op. */
+WEFT_API void weft_watcher_destroy(weft_watcher *w);
 
 typedef struct weft_after weft_after;
 

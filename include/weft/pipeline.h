@@ -71,7 +71,8 @@
  * A call that fails changes nothing and never calls the function it was given.
  *
  * Thread safety: build a pipeline (create, add stages) from one thread. weft_pipeline_run() may run on any
- * thread, once. weft_pipeline_drain(), weft_pipeline_stats(), weft_pipeline_stage_count() and
+ * thread, once (or weft_pipeline_start() from any thread, once: the run goes on on a thread of its own).
+ * weft_pipeline_drain(), weft_pipeline_stats(), weft_pipeline_stage_count() and
  * weft_pipeline_bound() may be called from any thread at any time between create and destroy, also while
  * the run is in progress. weft_pipeline_destroy() must not race with any other call. */
 #ifndef WEFT_PIPELINE_H
@@ -125,7 +126,9 @@ typedef struct weft_pipeline_opts {
 WEFT_API int weft_pipeline_create(const weft_pipeline_opts *opts, weft_pipeline **out);
 
 /* Frees the pipeline, its stage names and statistics. Returns 0; WEFT_EINVAL for NULL; WEFT_EBUSY
- * (freeing nothing) while a run is in progress. Thread safety: no other call on p during or after it. */
+ * (freeing nothing) while a run is in progress. After weft_pipeline_start() it joins the run's thread if
+ * weft_pipeline_join() did not (so never from the run's on_done). Thread safety: no other call on p during or
+ * after it. */
 WEFT_API int weft_pipeline_destroy(weft_pipeline *p);
 
 /* ---- stages --------------------------------------------------------------------------------------- */
@@ -216,6 +219,45 @@ typedef struct weft_pipeline_report {
  * thread could not be started, the run was cancelled and cleaned up). report may be NULL.
  * Thread safety: any thread, once per pipeline. */
 WEFT_API int weft_pipeline_run(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *report);
+
+/* ---- runs started without blocking (event loops) --------------------------------------------------- */
+
+/* Called once when a started run ended, on the run's own thread, after every stage thread was joined and
+ * every item left inside was discarded, with the run's report (valid during the call only: copy what you
+ * need, or read it again with weft_pipeline_join()). It may read stats, post to a loop, send on a channel;
+ * it must not call weft_pipeline_join() (WEFT_EBUSY) or weft_pipeline_destroy() on this pipeline. */
+typedef void (*weft_pipeline_done_fn)(weft_pipeline *p, const weft_pipeline_report *report, void *arg);
+
+/* Starts the run as weft_pipeline_run(p, ctx, ...) would, on a thread of its own (it runs the sink's first
+ * worker, as the calling thread does in weft_pipeline_run: no extra thread), and returns at once. The end
+ * of the run is signalled three ways, in this order, once: on_done(p, report, done_arg) (when not NULL)
+ * returns; then weft_pipeline_fd() turns readable and weft_pipeline_done() true; then
+ * weft_pipeline_join() returns. Cancel the run through ctx (the caller keeps its cancel right; the run
+ * holds a reference to ctx until it ended) or stop it gently with weft_pipeline_drain(); read progress
+ * with weft_pipeline_stats() from any thread meanwhile. Returns 0 (on_done will run exactly once);
+ * WEFT_EINVAL (p NULL, no source or no sink); WEFT_ESTATE (already run or running, or a started run not
+ * joined yet); WEFT_ENOMEM / WEFT_ESYS (nothing started, on_done is not called). A failure while setting
+ * the run up (WEFT_ENOMEM) is reported as the run's result, as weft_pipeline_run returns it; the pipeline
+ * may then be started again after weft_pipeline_join(). Thread safety: any thread, once per pipeline. */
+WEFT_API int weft_pipeline_start(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_done_fn on_done, void *done_arg);
+
+/* A descriptor that turns readable (POLLIN, and stays so) once the started run ended and its on_done
+ * returned: put it in a poll/epoll set, then call weft_pipeline_join() (it returns at once). Owned by the
+ * pipeline: do not read or close it; valid until weft_pipeline_destroy() (or a new weft_pipeline_start()
+ * after a run whose setup failed). Returns it (>= 0), WEFT_EINVAL (NULL), WEFT_ESTATE (no run was
+ * started), WEFT_ESYS. Thread safety: any thread. */
+WEFT_API int weft_pipeline_fd(weft_pipeline *p);
+
+/* true once the started run ended and its on_done returned (never blocks); false for NULL or no start. */
+WEFT_API bool weft_pipeline_done(weft_pipeline *p);
+
+/* Waits until the started run ended (ctx, NULL = no limit, bounds the wait only: the run goes on), then
+ * fills *report (when not NULL) and returns the run's result, as weft_pipeline_run() does. It may be
+ * called again and gives the same result. Returns ctx's error when ctx ended first; WEFT_EINVAL (NULL p);
+ * WEFT_ESTATE (no run was started); WEFT_EBUSY (called from the run's on_done); WEFT_ENOMEM (a bounded
+ * wait could not be set up). weft_pipeline_destroy() after a started run joins it if nobody did.
+ * Thread safety: any thread. */
+WEFT_API int weft_pipeline_join(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *report);
 
 /* Stops the sources (their emit returns WEFT_ESTOPPED and their context is cancelled) and lets every item
  * already emitted go through the stages to the sink; the run then returns 0 with report.drained set.

@@ -29,6 +29,7 @@
 #ifndef WEFT_POOL_H
 #define WEFT_POOL_H
 
+#include "chan.h"
 #include "common.h"
 #include "ctx.h"
 #include "error.h"
@@ -51,7 +52,9 @@ typedef struct weft_pool_opts {
   weft_ctx *parent;    /* the pool's context derives from it (NULL = weft_background()); the pool holds a
                         * reference. Once it is done, jobs that have not started are discarded. */
   int64_t job_timeout; /* default per-job timeout, counted from the job's start; WEFT_FOREVER = none */
-  weft_discard_fn discard; /* receives the arg of every job that ends unrun; NULL: none. Runs on a worker
+  weft_discard_fn discard; /* receives the arg of every job that ends unrun (after its on_done), and of a
+                        * job that ran whose completion was undeliverable (see completion channels);
+                        * NULL: none. Runs on a worker
                         * or on the thread calling shutdown/destroy; it must not block for long and must
                         * not call weft_pool_shutdown/destroy on this pool. */
   void *discard_arg;
@@ -89,6 +92,60 @@ WEFT_API int weft_pool_submit(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void 
  * job or retry), WEFT_EINVAL, WEFT_ESTOPPED. Never blocks. */
 WEFT_API int weft_pool_try_submit(weft_pool *p, weft_job_fn fn, void *arg);
 
+/* ---- completions --------------------------------------------------------------------------------- */
+
+/* How a job ended: the classes of weft_pool_report, by the same rules. */
+typedef enum weft_job_state {
+  WEFT_JOB_PENDING = 0,            /* not ended yet */
+  WEFT_JOB_COMPLETED,              /* fn returned 0 (and shutdown did not cancel it while it ran) */
+  WEFT_JOB_FAILED,                 /* fn returned non-zero (its own timeout included) */
+  WEFT_JOB_CANCELED_BEFORE_START,  /* fn never ran; the arg went to opts.discard after on_done */
+  WEFT_JOB_CANCELED_WHILE_RUNNING  /* fn was running when shutdown cancelled the pool's context */
+} weft_job_state;
+
+/* A completion callback (weft_job_opts.on_done). It runs exactly once per job submitted with it (never
+ * for a submit that failed), after the job ended in any class, with the job's arg, its result code (as
+ * weft_future_wait()'s job_rc), its class and the done_arg given with it. It runs on the thread that ended
+ * the job: the worker that ran or discarded it, the submitting thread when a full queue made a worker run
+ * the job inline (caller-runs), or the thread running weft_pool_shutdown()/weft_pool_destroy() for jobs
+ * they discard. It runs under no weft lock, so it may submit more work (from a worker: to this pool too;
+ * from the shutdown thread submits return WEFT_ESTOPPED), touch channels and contexts; it must not block
+ * for long (it holds up a worker) and must not call weft_pool_shutdown/destroy on this pool.
+ * For a job that ends unrun, on_done runs first, then the pool's discard hook, so arg is still valid
+ * inside on_done. Order for every job: on_done, the discard hook (unrun only), the future becomes done,
+ * the completion is sent to done_chan; only then the job counts as ended for weft_pool_wait_all() and
+ * shutdown, so once those return every on_done has returned and every completion is in its channel. */
+typedef void (*weft_done_fn)(void *job_arg, int job_rc, weft_job_state state, void *done_arg);
+
+/* What a completion channel (weft_job_opts.done_chan) receives, one per job. */
+struct weft_completion {
+  void *arg;            /* the job's arg: with a done_chan, free it when the completion is received */
+  int rc;               /* the job's result, as weft_future_wait()'s job_rc */
+  weft_job_state state; /* its class, never WEFT_JOB_PENDING */
+  void *done_arg;       /* weft_job_opts.done_arg */
+};
+
+/* Completion channels. A done_chan collects the completions of many jobs (of one pool or several) on one
+ * channel, so an event loop waits on one descriptor (weft_chan_fd()) and drains completions in a batch.
+ *   - It must be a buffered channel (capacity >= 1) of elem_size == sizeof(struct weft_completion), else
+ *     the submit returns WEFT_EINVAL.
+ *   - Room is reserved at submit: a submit with a done_chan succeeds only while fewer completions are
+ *     outstanding (reserved by accepted jobs that have not ended, plus buffered and not yet received) than
+ *     the channel's capacity; otherwise it returns WEFT_EFULL at once, even for a blocking submit. It
+ *     cannot wait: the room is made by whoever receives the completions, typically the loop thread that
+ *     is submitting, so waiting would deadlock it. Drain the channel, then submit again. So a worker never
+ *     waits to deliver a completion, and no completion is ever dropped or merged with another.
+ *   - A closed done_chan is refused at submit (WEFT_ECLOSED).
+ *   - The pool holds a reference to the channel for each outstanding completion: weft_chan_destroy() may
+ *     run while jobs are still in flight (the channel is freed once the last completion was sent; those
+ *     completions go to the channel's discard hook, as any element left in a destroyed channel).
+ *   - Two misuses make a completion undeliverable: closing the channel while completions are outstanding,
+ *     and sending elements of the application's own on it (they take reserved room). Such a completion is
+ *     not sent; it is counted in weft_pool_report.undelivered and, for a job that ran, its arg goes to the
+ *     pool's discard hook (a job that ended unrun gave its arg to the hook already), so nothing is lost
+ *     silently and nothing blocks. Use a done_chan for completions only, and close it (if at all) once
+ *     weft_pool_shutdown() returned. */
+
 typedef struct weft_job_opts {
   weft_ctx *run_ctx; /* a context the job also runs under, or NULL: the job's context is done when either
                     * the pool's context or this one is done (Go's request context carried into the job).
@@ -97,15 +154,20 @@ typedef struct weft_job_opts {
   int64_t timeout; /* per-job timeout counted from the job's start: 0 = the pool's default,
                     * WEFT_FOREVER = none, > 0 a duration; negative is WEFT_EINVAL */
   bool nowait;     /* true: return WEFT_EFULL at once instead of waiting for room */
+  weft_done_fn on_done; /* completion callback, run once when the job ended (see weft_done_fn); NULL: none */
+  void *done_arg;       /* passed to on_done and stored in the completion */
+  weft_chan *done_chan; /* completion channel (see above); NULL: none */
 } weft_job_opts;
-#define WEFT_JOB_OPTS_INIT {NULL, 0, false}
+#define WEFT_JOB_OPTS_INIT {NULL, 0, false, NULL, NULL, NULL}
 
 /* The general submit: as weft_pool_submit(p, ctx, fn, arg) — `ctx` (NULL: no limit) bounds only the wait
  * for room — or try-submit with o->nowait, with the options above (`o` NULL = WEFT_JOB_OPTS_INIT) and, when
  * `future` is not NULL, a handle stored in *future on success (NULL on error) through which the caller
  * waits for this job and reads its result; the caller must release it with weft_future_release(), before
  * weft_pool_destroy(). Returns as weft_pool_submit(), plus WEFT_EFULL with nowait, WEFT_ENOMEM when a job
- * record cannot be allocated. */
+ * record cannot be allocated. With o->on_done or o->done_chan, the completion is delivered exactly once for
+ * every job accepted, and never for a failed submit; a done_chan adds WEFT_EINVAL (capacity 0, wrong
+ * elem_size), WEFT_ECLOSED (it is closed) and WEFT_EFULL (its room is all reserved: see above). */
 WEFT_API int weft_pool_submit_opts(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void *arg,
                                    const weft_job_opts *o, weft_future **future);
 
@@ -121,6 +183,8 @@ WEFT_API int weft_pool_submit_opts(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, 
 WEFT_API int weft_future_wait(weft_future *f, weft_ctx *ctx, int *job_rc);
 /* true once the job ended (no wait). false for NULL. */
 WEFT_API bool weft_future_done(const weft_future *f);
+/* The job's class once it ended; WEFT_JOB_PENDING until then, and for NULL. Never blocks. */
+WEFT_API weft_job_state weft_future_state(const weft_future *f);
 /* Gives the handle back; the job is not affected. NULL is a no-op. Call exactly once per handle, and not
  * while another thread waits on it. A second release of a handle aborts with a message, as a double
  * weft_ctx_release() does (it cannot be told apart once the pool gave the job's record to another future). */
@@ -163,6 +227,8 @@ typedef struct weft_pool_report {
                                     * starting a job that ignores cancellation; those are discarded once
                                     * it returns, and the final report counts them */
   uint64_t timed_out;              /* among failed: ended by the job's own deadline (see above) */
+  uint64_t undelivered;            /* completions a done_chan could not take (closed, or its room taken
+                                    * by sends of the application's own): see the completion channels */
 } weft_pool_report;
 
 /* Batches. A worker takes up to 16 queued jobs from its queue at once (a full batch when that many are

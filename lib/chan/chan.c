@@ -52,13 +52,43 @@
  * then queues and lets park.c spin on its token before parking on the context's wake word; cancelling the
  * context wakes every thread parked under it with one futex wake-all.
  *
+ * Reservations (reserve.h). A pool reserves room for a completion at submit and sends it when the job
+ * ends, from a worker that must never wait. `resv` counts reservations not yet used. A reservation is taken
+ * by CAS on resv from r to r + 1 only when r + (tail - head) < cap, with resv read before head and head
+ * before tail (so the length read is never below the truth at the resv read). The length can grow between
+ * the reads and the CAS only by a reserved send, which decrements resv after its send, so either the CAS
+ * fails (it decremented) or that element is counted twice (in r and the length): never too few. Receivers
+ * only make room. Hence, as long as nothing but reserved sends fills the channel, reservations + buffered
+ * <= cap, and a reserved send always finds its slot free, except for the instant a receiver that claimed
+ * the oldest element takes to copy it out: the send waits for that (it sees head advanced) and only for
+ * that.
+ *
+ * Descriptor (weft_chan_fd). An eventfd made on first use, readable exactly while a receive would not
+ * block: the element at the head is published, or the channel is closed. Channels without one pay
+ * nothing: attaching it sets bit FD in the tail word and in the head word, which the fast path already
+ * tests together with RWAIT / SWAIT (one mask, same branch). With the bits set, every send and receive
+ * calls fd_update() after its operation. fd_update() recomputes readiness from the ring under fd_mu and
+ * writes or reads the eventfd only on a change (fd_set mirrors its counter, 0 or 1): the last update
+ * after any change sees that change, so the descriptor ends in the ring's state, never stuck readable
+ * after a drain and never missing an element. A sender skips the lock when fd_set is already true
+ * (the common case while a loop is behind): it published, fenced, and read fd_set; an update that clears
+ * fd_set stores false, fences, then re-reads readiness, so one of the two sees the other (Dekker) and the
+ * element is never left unsignalled. Senders whose CAS preceded the bits may not have published yet when
+ * the descriptor is attached; weft_chan_fd() waits for those few before its first update. Capacity-0
+ * channels have no buffer to be readable for: weft_chan_fd() refuses them.
+ *
  * What each of these choices is worth was measured with weft-bench (bench/README.md): the pre-queue spin's
  * backoff (chan_wait.c) for chan_spsc; checking for close only every 32nd retry (the check reads the tail,
  * which every send writes) and re-polling small rings after every pause for chan_pingpong.
  */
+#include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "chan/chan_impl.h"
+#include "chan/reserve.h"
 
 /* ---- construction ------------------------------------------------------------------------------- */
 
@@ -88,6 +118,9 @@ int weft__chan_new(const weft_chan_opts *o, weft_chan **out) {
   ch->discard = o->discard;
   ch->discard_arg = o->discard_arg;
   WEFT__ASSERT(pthread_mutex_init(&ch->mu, NULL) == 0);
+  WEFT__ASSERT(pthread_mutex_init(&ch->fd_mu, NULL) == 0);
+  atomic_init(&ch->efd, -1);
+  atomic_init(&ch->fd_set, false);
   atomic_init(&ch->tail, 0);
   atomic_init(&ch->head, 0);
   atomic_init(&ch->closed0, 0);
@@ -123,6 +156,9 @@ static void chan_free(weft_chan *ch) {
     }
   }
   pthread_mutex_destroy(&ch->mu);
+  pthread_mutex_destroy(&ch->fd_mu);
+  int fd = atomic_load(&ch->efd);
+  if (fd >= 0) close(fd);
   free(ch->slots);
   free(ch);
 }
@@ -194,6 +230,88 @@ void weft__chan_wake(weft_chan *ch, bool senders) {
   sync_bits(ch);
   pthread_mutex_unlock(&ch->mu);
   if (w) weft__waiter_signal(w, 1);
+}
+
+/* ---- the readiness descriptor (see "Descriptor" above) ------------------------------------------ */
+
+/* A receive would not block: the element at the head is published, or the channel is closed. */
+static bool fd_ready(weft_chan *ch) {
+  if (atomic_load(&ch->tail) & CHAN_T_CLOSED) return true;
+  uint64_t p = CHAN_H_POS(atomic_load(&ch->head));
+  return atomic_load(chan__seq(chan__slot(ch, p))) == 2 * p + 1;
+}
+
+static void efd_write(int fd) {
+  uint64_t one = 1;
+  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+static void efd_read(int fd) {
+  uint64_t v;
+  while (read(fd, &v, sizeof v) < 0 && errno == EINTR) {
+  }
+}
+
+/* Under fd_mu: brings the eventfd to the ring's state. */
+static void fd_update_locked(weft_chan *ch) {
+  int fd = atomic_load_explicit(&ch->efd, memory_order_relaxed);
+  if (atomic_load_explicit(&ch->fd_set, memory_order_relaxed)) {
+    if (fd_ready(ch)) return;
+    atomic_store(&ch->fd_set, false);
+    efd_read(fd);
+    atomic_thread_fence(memory_order_seq_cst); /* Dekker with a sender that skipped: see the notes */
+    if (!fd_ready(ch)) return;
+  } else if (!fd_ready(ch)) {
+    return;
+  }
+  efd_write(fd);
+  atomic_store(&ch->fd_set, true);
+}
+
+static void fd_update(weft_chan *ch) {
+  pthread_mutex_lock(&ch->fd_mu);
+  fd_update_locked(ch);
+  pthread_mutex_unlock(&ch->fd_mu);
+}
+
+void weft__chan_after_send(weft_chan *ch, uint64_t t) {
+  if (t & CHAN_T_RWAIT) weft__chan_wake(ch, false);
+  if (t & CHAN_T_FD) {
+    atomic_thread_fence(memory_order_seq_cst); /* our publish before the read of fd_set */
+    if (!atomic_load(&ch->fd_set)) fd_update(ch);
+  }
+}
+
+void weft__chan_after_recv(weft_chan *ch, uint64_t h) {
+  if (h & CHAN_H_SWAIT) weft__chan_wake(ch, true);
+  if (h & CHAN_H_FD) fd_update(ch);
+}
+
+int weft_chan_fd(weft_chan *ch) {
+  if (ch == NULL || ch->cap == 0) return WEFT_EINVAL;
+  int fd = atomic_load_explicit(&ch->efd, memory_order_acquire);
+  if (fd >= 0) return fd;
+  pthread_mutex_lock(&ch->fd_mu);
+  fd = atomic_load(&ch->efd);
+  if (fd < 0) {
+    fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) {
+      int e = errno;
+      pthread_mutex_unlock(&ch->fd_mu);
+      return e == ENOMEM ? WEFT_ENOMEM : WEFT_ESYS;
+    }
+    atomic_store(&ch->efd, fd);
+    atomic_fetch_or(&ch->head, CHAN_H_FD);
+    uint64_t t = CHAN_T_POS(atomic_fetch_or(&ch->tail, CHAN_T_FD));
+    /* Senders that claimed a position before the bit do not update the descriptor: wait until each has
+     * published (or its element was taken already), then take the state once. */
+    for (uint64_t p = CHAN_H_POS(atomic_load(&ch->head)); (int64_t)(t - p) > 0; p++)
+      for (unsigned i = 0; atomic_load(chan__seq(chan__slot(ch, p))) == 2 * p; i++)
+        if (i % 16 == 15) sched_yield(); else weft__cpu_relax();
+    fd_update_locked(ch);
+  }
+  pthread_mutex_unlock(&ch->fd_mu);
+  return fd;
 }
 
 bool weft__chan_enqueue(weft_chan *ch, chan_entry *e, bool send) {
@@ -273,11 +391,13 @@ int weft_chan_try_recv(weft_chan *ch, void *elem) {
 int weft_chan_close(weft_chan *ch) {
   if (ch == NULL) return WEFT_EINVAL;
   pthread_mutex_lock(&ch->mu);
-  bool was;
+  bool was, has_fd = false;
   if (ch->cap == 0) {
     was = atomic_exchange(&ch->closed0, 1) != 0;
   } else {
-    was = (atomic_fetch_or(&ch->tail, CHAN_T_CLOSED) & CHAN_T_CLOSED) != 0;
+    uint64_t old = atomic_fetch_or(&ch->tail, CHAN_T_CLOSED);
+    was = (old & CHAN_T_CLOSED) != 0;
+    has_fd = (old & CHAN_T_FD) != 0;
   }
   if (was) {
     pthread_mutex_unlock(&ch->mu);
@@ -295,6 +415,7 @@ int weft_chan_close(weft_chan *ch) {
     woken = e->next; /* read before the signal: the entry may vanish right after it */
     weft__waiter_signal(e->op->w, 1);
   }
+  if (has_fd) fd_update(ch); /* closed: readable from now on */
   return 0;
 }
 
@@ -333,4 +454,43 @@ int weft_chan_stats(const weft_chan *ch, struct weft_chan_stats *out) {
   out->recv_waits = ch->recv_waits;
   pthread_mutex_unlock(&m->mu);
   return 0;
+}
+
+/* ---- reserved sends (reserve.h; see "Reservations" above) --------------------------------------- */
+
+int weft__chan_reserve(weft_chan *ch) {
+  uint64_t r = atomic_load(&ch->resv);
+  for (;;) {
+    uint64_t h = CHAN_H_POS(atomic_load(&ch->head));
+    uint64_t t = atomic_load(&ch->tail);
+    if (t & CHAN_T_CLOSED) return WEFT_ECLOSED;
+    uint64_t len = CHAN_T_POS(t) - h;
+    if (r >= ch->cap || len >= ch->cap - r) return WEFT_EFULL;
+    if (atomic_compare_exchange_weak(&ch->resv, &r, r + 1)) break;
+  }
+  atomic_fetch_add(&ch->refs, 1);
+  return 0;
+}
+
+void weft__chan_unreserve(weft_chan *ch) {
+  atomic_fetch_sub(&ch->resv, 1);
+  weft__chan_unref(ch);
+}
+
+int weft__chan_send_reserved(weft_chan *ch, const void *elem) {
+  int rc;
+  for (unsigned i = 0;; i++) {
+    if ((rc = chan__ring_send(ch, elem)) != WEFT_EFULL) break;
+    /* Full by the slots: is a receiver still copying the oldest element out (head moved past it)? Then
+     * room is a few instructions away. Otherwise the room was taken by sends without a reservation. */
+    uint64_t t = CHAN_T_POS(atomic_load(&ch->tail)), h = CHAN_H_POS(atomic_load(&ch->head));
+    if (t - h >= ch->cap) break;
+    if (i % 8 == 7)
+      sched_yield();
+    else
+      weft__cpu_relax();
+  }
+  atomic_fetch_sub(&ch->resv, 1);
+  weft__chan_unref(ch);
+  return rc;
 }

@@ -10,15 +10,17 @@
 #include "ctx/park.h"
 #include "weft/chan.h"
 
-/* The tail word (producers' side): position << 2 | CLOSED | RWAIT. */
+/* The tail word (producers' side): position << 3 | FD | CLOSED | RWAIT. */
 #define CHAN_T_RWAIT UINT64_C(1)  /* receivers are queued: a producer must wake one after publishing */
 #define CHAN_T_CLOSED UINT64_C(2) /* closed: a producer's CAS on the tail fails and sees this */
-#define CHAN_T_STEP UINT64_C(4)
-#define CHAN_T_POS(t) ((t) >> 2)
-/* The head word (consumers' side): position << 1 | SWAIT. */
+#define CHAN_T_FD UINT64_C(4)     /* a descriptor is attached (weft_chan_fd): a producer updates it */
+#define CHAN_T_STEP UINT64_C(8)
+#define CHAN_T_POS(t) ((t) >> 3)
+/* The head word (consumers' side): position << 2 | FD | SWAIT. */
 #define CHAN_H_SWAIT UINT64_C(1) /* senders are queued: a consumer must wake one after freeing a slot */
-#define CHAN_H_STEP UINT64_C(2)
-#define CHAN_H_POS(h) ((h) >> 1)
+#define CHAN_H_FD UINT64_C(2)    /* a descriptor is attached: a consumer updates it */
+#define CHAN_H_STEP UINT64_C(4)
+#define CHAN_H_POS(h) ((h) >> 2)
 
 /* Claims written into chan_op.done: the kind in the top two bits, the case index + 1 below. */
 #define CLAIM_HANDOFF (UINT32_C(1) << 30) /* capacity 0: the element moved to / from this case's elem */
@@ -72,7 +74,13 @@ struct weft_chan {
   uint64_t send_waits, recv_waits; /* under mu */
   uint64_t sends0, recvs0;         /* capacity 0 only; under mu */
   _Atomic uint32_t closed0;        /* capacity 0 only; written under mu */
-  _Atomic uint32_t refs;           /* the user's reference + one per armed timer callback */
+  _Atomic uint32_t refs;           /* the user's reference + one per armed timer callback + one per
+                                    * reserved completion (weft__chan_reserve) */
+  _Atomic uint64_t resv;           /* completions reserved by a pool and not yet sent (reserve.h) */
+  /* The readiness descriptor (weft_chan_fd), made on first use; see "Descriptor" in chan.c. */
+  pthread_mutex_t fd_mu;
+  _Atomic int efd;     /* the eventfd, or -1 */
+  _Atomic bool fd_set; /* the eventfd is readable (its counter is 1); written under fd_mu */
 };
 
 static inline void chan__copy(void *dst, const void *src, size_t n) {
@@ -92,6 +100,9 @@ static inline unsigned char *chan__slot(const weft_chan *ch, uint64_t p) {
 static inline _Atomic uint64_t *chan__seq(unsigned char *slot) { return (_Atomic uint64_t *)(void *)slot; }
 
 void weft__chan_wake(weft_chan *ch, bool senders);
+/* After a send (t: the tail the CAS succeeded on) or a receive (h: the head) that found a flag set. */
+void weft__chan_after_send(weft_chan *ch, uint64_t t);
+void weft__chan_after_recv(weft_chan *ch, uint64_t h);
 
 /* Buffered channels (cap > 0). A slot's sequence word is 2p when free for position p and 2p + 1 once
  * published at p, so the two states never coincide, whatever the capacity (Vyukov's scheme needs
@@ -108,7 +119,7 @@ static inline int chan__ring_send(weft_chan *ch, const void *elem) {
                                                 memory_order_relaxed)) {
         chan__copy(s + 8, elem, ch->elem_size);
         atomic_store_explicit(chan__seq(s), 2 * p + 1, memory_order_release);
-        if (WEFT__UNLIKELY(t & CHAN_T_RWAIT)) weft__chan_wake(ch, false);
+        if (WEFT__UNLIKELY(t & (CHAN_T_RWAIT | CHAN_T_FD))) weft__chan_after_send(ch, t);
         return 0;
       }
     } else if (dif < 0) {
@@ -131,7 +142,7 @@ static inline int chan__ring_recv(weft_chan *ch, void *elem) {
                                                 memory_order_relaxed)) {
         if (elem) chan__copy(elem, s + 8, ch->elem_size);
         atomic_store_explicit(chan__seq(s), 2 * (p + ch->cap), memory_order_release);
-        if (WEFT__UNLIKELY(h & CHAN_H_SWAIT)) weft__chan_wake(ch, true);
+        if (WEFT__UNLIKELY(h & (CHAN_H_SWAIT | CHAN_H_FD))) weft__chan_after_recv(ch, h);
         return 0;
       }
     } else if (dif < 0) {

@@ -4,8 +4,8 @@
  * - The queue (jobq.c) moves slots {fn, arg, ts}; ts is the submit time of one job in WEFT__POOL_SAMPLE per
  *   submitting thread (latency stats), else 0. A plain job has no record: it runs under the pool's
  *   context, so a tiny job costs a push, a claim and a call. A record (weft__job, from a per-pool free
- *   list, allocated 64 at a time) exists only when the job needs one: a future, a submitter's context or
- *   a timeout. Such a job is queued as {rec_marker, record}, the real fn and arg inside the record. The
+ *   list, allocated 64 at a time) exists only when the job needs one: a future, a submitter's context,
+ *   a timeout, an on_done callback or a completion channel. Such a job is queued as {rec_marker, record}, the real fn and arg inside the record. The
  *   worker derives the job's context when the job starts (with_parents(pool ctx, submitter ctx), then
  *   with_timeout), and ends it when fn returns. Sampled jobs take no record: a record's atomics, even for one
  *   job in 64, showed in pool_tiny.
@@ -27,6 +27,14 @@
  *   too when its own deadline is what ended its context). A plain job costs no more than before: the
  *   check of the pool's context that lets a job start is taken after the previous one returned, and
  *   classes it too; shut_cancel is read only for a job whose context was done.
+ * - Completions. A job with a record ends in one place, run_job(), whatever its class (ran on a worker,
+ *   ran inline by caller-runs, discarded by a worker or by the shutdown/destroy thread), so on_done and the
+ *   completion happen exactly once per job, in this order: on_done, the discard hook (unrun jobs), the
+ *   future's done flag, the completion sent to done_chan, and last `fin` (the job counts as ended), so
+ *   wait_all/shutdown returning means every callback returned and every completion is buffered. The room
+ *   of a completion is reserved in the channel at submit (chan/reserve.h), so the send never waits and
+ *   never fails unless the application misused the channel (closed it, or sent its own elements): then
+ *   the completion is counted as undelivered and a ran job's arg goes to the discard hook.
  * - Lock order: mu only; never held while a job, a discard callback or a context call runs.
  * - Taken but not started. A worker takes up to WEFT__JOBQ_BATCH jobs at once (jobq.c says why) and runs
  *   them in order, so the ones after the running job are invisible to other workers. If the running job
@@ -41,6 +49,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "chan/reserve.h"
 #include "common/internal.h"
 #include "ctx/park.h"
 #include "jobs/jobq.h"
@@ -58,6 +67,10 @@ struct weft__job {
   weft_ctx *sub;   /* the submitter's context (a reference), or NULL */
   int64_t timeout; /* from the job's start; WEFT_FOREVER = none */
   int rc;
+  weft_job_state state; /* written before done */
+  weft_done_fn on_done; /* completion callback, or NULL */
+  void *done_arg;
+  weft_chan *done_chan; /* completion channel holding a reservation (chan/reserve.h), or NULL */
   _Atomic int done;
   _Atomic int refs; /* 1 for the queue until the job ended, + REF_HOLDER for the future's holder */
   _Atomic uint32_t nwait;
@@ -110,6 +123,7 @@ struct weft_pool {
 
   /* jobs the shutdown/destroy thread discarded */
   _Atomic uint64_t ext_fin, ext_canceled_before_start;
+  _Atomic uint64_t undelivered; /* completions a done_chan refused (misuse: see pool.h) */
   char room_key, all_key;
 };
 
@@ -215,6 +229,10 @@ static struct weft__job *rec_get(weft_pool *p) {
   r->sub = NULL;
   r->timeout = WEFT_FOREVER;
   r->rc = 0;
+  r->state = WEFT_JOB_PENDING;
+  r->on_done = NULL;
+  r->done_arg = NULL;
+  r->done_chan = NULL;
   atomic_store_explicit(&r->done, 0, memory_order_relaxed);
   atomic_store_explicit(&r->nwait, 0, memory_order_relaxed);
   atomic_store_explicit(&r->refs, 1, memory_order_relaxed);
@@ -240,13 +258,26 @@ static void rec_unref(struct weft__job *r) {
   if (old == 1) rec_free(r);
 }
 
-static void rec_finish(struct weft__job *r, int rc) {
+/* The end of a job with a record, after its on_done and discard hook ran: the future becomes done, then
+ * the completion goes to done_chan (read from the record first: the unref may hand it to another job). */
+static void rec_finish(struct weft__job *r, int rc, weft_job_state st, bool discarded) {
+  weft_pool *p = r->pool;
+  weft_chan *dc = r->done_chan;
+  struct weft_completion c = {r->arg, rc, st, r->done_arg};
   weft_ctx_release(r->sub);
   r->sub = NULL;
+  r->done_chan = NULL;
   r->rc = rc;
+  r->state = st;
   atomic_store(&r->done, 1);
-  if (atomic_load(&r->nwait) != 0) notify(r->pool, r);
+  if (atomic_load(&r->nwait) != 0) notify(p, r);
   rec_unref(r);
+  if (dc != NULL && weft__chan_send_reserved(dc, &c) != 0) {
+    /* A misuse made it undeliverable (pool.h): count it and hand the arg back, never block or drop it
+     * silently. An unrun job's arg went to the discard hook already. */
+    atomic_fetch_add(&p->undelivered, 1);
+    if (!discarded && p->discard != NULL) p->discard(c.arg, p->discard_arg);
+  }
 }
 
 /* ---- running a job ------------------------------------------------------------------------------ */
@@ -266,17 +297,21 @@ static int rec_marker(weft_ctx *ctx, void *arg) {
 /* The class of a job that ran and returned rc under jctx (see the design notes); bumps its counter and
  * returns what its future reports: rc, or WEFT_ECANCELED for a job shutdown cancelled that returned 0.
  * own_timeout: jctx has the job's own deadline, derived from `parent`. */
-static int count_ran(weft_pool *p, worker *wk, int rc, weft_ctx *jctx, weft_ctx *parent, bool own_timeout) {
+static int count_ran(weft_pool *p, worker *wk, int rc, weft_ctx *jctx, weft_ctx *parent, bool own_timeout,
+                     weft_job_state *st) {
   int err = weft_ctx_err(jctx);
   if (err != 0 && atomic_load_explicit(&p->shut_cancel, memory_order_relaxed)) {
     bump(&wk->canceled_while_running);
+    *st = WEFT_JOB_CANCELED_WHILE_RUNNING;
     return rc != 0 ? rc : WEFT_ECANCELED;
   }
   if (rc == 0) {
     bump(&wk->completed);
+    *st = WEFT_JOB_COMPLETED;
     return 0;
   }
   bump(&wk->failed);
+  *st = WEFT_JOB_FAILED;
   /* Its own deadline ended it when its context ended by a deadline that was its own: a deadline of the
    * parents would have become the job's (the earlier one wins), so the job's is then earlier. */
   if (own_timeout && err == WEFT_EDEADLINE && weft_ctx_deadline(jctx) < weft_ctx_deadline(parent))
@@ -315,8 +350,13 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
     if (err == 0 && own != NULL) err = weft_ctx_err(own);
   }
   int rc;
-  if (err != 0 || wk == NULL) {
+  weft_job_state st;
+  bool discarded = err != 0 || wk == NULL;
+  if (discarded) {
     if (err == 0) err = WEFT_ECANCELED;
+    st = WEFT_JOB_CANCELED_BEFORE_START;
+    /* on_done first, so arg is still valid inside it (the discard hook may free it). */
+    if (r != NULL && r->on_done != NULL) r->on_done(arg, err, st, r->done_arg);
     if (p->discard != NULL) p->discard(arg, p->discard_arg);
     rc = err;
     if (wk)
@@ -336,11 +376,14 @@ static void run_job(weft_pool *p, worker *wk, const weft__jslot *s, bool queued)
       bump(&wk->hist_run[bucket(t1 - t0)]);
       bump(&wk->samples);
     }
-    rc = count_ran(p, wk, rc, jctx, joined ? joined : ctx, own != NULL && r->timeout != WEFT_FOREVER);
+    rc = count_ran(p, wk, rc, jctx, joined ? joined : ctx, own != NULL && r->timeout != WEFT_FOREVER, &st);
   }
   weft_ctx_end(own_k);
   weft_ctx_release(joined);
-  if (r != NULL) rec_finish(r, rc);
+  if (r != NULL) {
+    if (!discarded && r->on_done != NULL) r->on_done(arg, rc, st, r->done_arg);
+    rec_finish(r, rc, st, discarded);
+  }
   if (queued) {
     if (wk)
       weft__owned_add(&wk->fin, 1, memory_order_release);
@@ -393,8 +436,10 @@ static void *worker_main(void *a) {
         live = weft_ctx_err(ctx) == 0;
         if (WEFT__LIKELY(rc == 0 && live))
           ok++;
-        else
-          count_ran(p, wk, rc, ctx, ctx, false);
+        else {
+          weft_job_state st;
+          count_ran(p, wk, rc, ctx, ctx, false, &st);
+        }
         ended++;
       } else {
         run_job(p, wk, s, true);
@@ -518,28 +563,56 @@ static int submit_slot(weft_pool *p, weft__jslot *s, weft_ctx *wait_ctx, bool no
 
 /* Every submit ends here. join: the submitter's context the job runs under (NULL: none); wait_ctx bounds
  * the wait for room; timeout 0 means the pool's default. */
+static int submit_rec(weft_pool *p, weft__jslot *sp, weft_ctx *join, weft_ctx *wait_ctx, int64_t timeout, bool nowait,
+                      weft_future **future, weft_done_fn on_done, void *done_arg, weft_chan *dc);
+
 static int submit(weft_pool *p, weft_job_fn fn, void *arg, weft_ctx *join, weft_ctx *wait_ctx, int64_t timeout,
-                  bool nowait, weft_future **future) {
+                  bool nowait, weft_future **future, weft_done_fn on_done, void *done_arg, weft_chan *dc) {
   if (future != NULL) *future = NULL;
   if (p == NULL || fn == NULL || timeout < 0) return WEFT_EINVAL;
   if (timeout == 0) timeout = p->job_timeout;
   weft__jslot s = {fn, arg, 0};
   if (WEFT__UNLIKELY((tl_sample++ % WEFT__POOL_SAMPLE) == 0)) s.ts = weft_now();
-  if (WEFT__LIKELY(join == NULL && timeout == WEFT_FOREVER && future == NULL))
+  if (WEFT__LIKELY(join == NULL && timeout == WEFT_FOREVER && future == NULL && on_done == NULL && dc == NULL))
     return submit_slot(p, &s, wait_ctx, nowait);
+  return submit_rec(p, &s, join, wait_ctx, timeout, nowait, future, on_done, done_arg, dc);
+}
+
+/* A job that needs a record (see the design notes): kept out of submit() so the plain path stays small. */
+static __attribute__((noinline)) int submit_rec(weft_pool *p, weft__jslot *sp, weft_ctx *join, weft_ctx *wait_ctx,
+                                                int64_t timeout, bool nowait, weft_future **future,
+                                                weft_done_fn on_done, void *done_arg, weft_chan *dc) {
+  weft__jslot s = *sp;
+  weft_job_fn fn = s.fn;
+  void *arg = s.arg;
+  int rc;
+  if (dc != NULL) {
+    if (weft_chan_cap(dc) == 0 || weft_chan_elem_size(dc) != sizeof(struct weft_completion)) return WEFT_EINVAL;
+    /* Stopped comes before full or closed: a submit after shutdown says so, whatever the channel. */
+    if (atomic_load(&p->state) != 0) return WEFT_ESTOPPED;
+    if ((rc = weft__chan_reserve(dc)) != 0) return rc;
+  }
   struct weft__job *r = rec_get(p);
-  if (r == NULL) return WEFT_ENOMEM;
+  if (r == NULL) {
+    if (dc != NULL) weft__chan_unreserve(dc);
+    return WEFT_ENOMEM;
+  }
   r->fn = fn;
   r->arg = arg;
   r->sub = weft_ctx_retain(join);
   r->timeout = timeout;
+  r->on_done = on_done;
+  r->done_arg = done_arg;
+  r->done_chan = dc;
   if (future != NULL) atomic_store_explicit(&r->refs, 1 + REF_HOLDER, memory_order_relaxed);
   s.fn = rec_marker;
   s.arg = r;
-  int rc = submit_slot(p, &s, wait_ctx, nowait);
+  rc = submit_slot(p, &s, wait_ctx, nowait);
   if (rc != 0) {
     weft_ctx_release(r->sub);
     r->sub = NULL;
+    r->done_chan = NULL;
+    if (dc != NULL) weft__chan_unreserve(dc);
     atomic_store_explicit(&r->refs, 1, memory_order_relaxed);
     rec_unref(r);
     return rc;
@@ -549,18 +622,19 @@ static int submit(weft_pool *p, weft_job_fn fn, void *arg, weft_ctx *join, weft_
 }
 
 int weft_pool_submit(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void *arg) {
-  return submit(p, fn, arg, NULL, ctx, 0, false, NULL);
+  return submit(p, fn, arg, NULL, ctx, 0, false, NULL, NULL, NULL, NULL);
 }
 
 int weft_pool_try_submit(weft_pool *p, weft_job_fn fn, void *arg) {
-  return submit(p, fn, arg, NULL, NULL, 0, true, NULL);
+  return submit(p, fn, arg, NULL, NULL, 0, true, NULL, NULL, NULL, NULL);
 }
 
 int weft_pool_submit_opts(weft_pool *p, weft_ctx *ctx, weft_job_fn fn, void *arg, const weft_job_opts *o,
                           weft_future **future) {
   weft_job_opts jo = WEFT_JOB_OPTS_INIT;
   if (o != NULL) jo = *o;
-  return submit(p, fn, arg, jo.run_ctx, ctx, jo.timeout, jo.nowait, future);
+  return submit(p, fn, arg, jo.run_ctx, ctx, jo.timeout, jo.nowait, future, jo.on_done, jo.done_arg,
+                jo.done_chan);
 }
 
 /* ---- futures ------------------------------------------------------------------------------------ */
@@ -580,6 +654,13 @@ int weft_future_wait(weft_future *f, weft_ctx *ctx, int *job_rc) {
 
 bool weft_future_done(const weft_future *f) {
   return f != NULL && atomic_load(&((const struct weft__job *)f)->done) != 0;
+}
+
+weft_job_state weft_future_state(const weft_future *f) {
+  if (f == NULL) return WEFT_JOB_PENDING;
+  const struct weft__job *r = (const struct weft__job *)f;
+  if (atomic_load(&r->done) == 0) return WEFT_JOB_PENDING;
+  return r->state;
 }
 
 void weft_future_release(weft_future *f) {
@@ -612,6 +693,7 @@ static void fill_report(weft_pool *p, weft_pool_report *rep) {
     r.canceled_while_running += atomic_load(&wk->canceled_while_running);
     inl += atomic_load(&wk->inline_sub);
   }
+  r.undelivered = atomic_load(&p->undelivered);
   r.submitted = pushed_net(p) + inl;
   uint64_t ended = r.completed + r.failed + r.canceled_before_start + r.canceled_while_running;
   WEFT__ASSERT(ended <= r.submitted);

@@ -43,6 +43,7 @@ int weft_pipeline_destroy(weft_pipeline *p) {
   int state = p->state;
   pthread_mutex_unlock(&p->mu);
   if (state == PL_RUNNING) return WEFT_EBUSY;
+  weft__pl_async_free(p); /* a started run's thread, joined if nobody did */
   for (size_t i = 0; i < p->nstages; i++) stage_free(p->stages[i]);
   free(p->stages);
   free(p->name);

@@ -165,6 +165,7 @@ typedef struct weft_pipeline {
   int err;             /* first error of the run */
   long err_stage;
   pl_run *run;         /* while running */
+  struct pl_async *async; /* the run weft_pipeline_start() began, until destroy (pipeline_run.c) */
 } weft_pipeline;
 
 enum { PL_BUILDING = 0, PL_RUNNING = 1, PL_DONE = 2 };
@@ -182,6 +183,7 @@ int weft__pl_chan_recv(weft_ctx *ctx, weft_chan *ch, void *buf, uint32_t *budget
 void weft__pl_fail(pl_run *run, pl_stage *st, int err);
 void weft__pl_discard_items(pl_edge *e, unsigned char *buf, uint32_t from, uint32_t to, pl_wstats *ws);
 int weft__pl_send(pl_worker *w, unsigned char *buf);
+void weft__pl_async_free(weft_pipeline *p); /* joins the runner thread if needed, frees the state */
 /* pipeline_worker.c */
 void *weft__pl_worker_main(void *arg);
 int weft__pl_flush(pl_worker *w);

@@ -25,6 +25,14 @@
  * discard hook walks the bursts still buffered. No thread is running then, so no item can be discarded
  * twice, and every item is in exactly one of those places.
  *
+ * Started runs (weft_pipeline_start). The run is the same; it runs on a thread of its own (the "runner",
+ * which also runs the sink's first worker, as the caller's thread does for weft_pipeline_run), so it costs
+ * no more threads than a blocking run. start claims the pipeline (state RUNNING) before it returns, so
+ * its errors are synchronous and a second run cannot begin. When the run returned, the runner stores the
+ * report, calls on_done, and only then cancels `done` (a context of the start's own): that is what makes
+ * the descriptor (weft_ctx_fd of `done`) readable and wakes joiners, so whoever sees the end can join and
+ * destroy at once; the runner touches nothing after the cancel, and join or destroy joins its thread.
+ *
  * Drain. weft_pipeline_drain() sets `draining` and cancels the sources' context (a child of the run's):
  * sources stop, but the items they emitted are sent under the run's context, which drain does not touch,
  * so everything emitted goes through. */
@@ -151,20 +159,50 @@ static int run_setup(pl_run *run) {
   return 0;
 }
 
+typedef struct pl_async {
+  weft_pipeline *pl;
+  weft_ctx *ctx; /* the run's parent (a reference), or NULL */
+  weft_pipeline_done_fn on_done;
+  void *done_arg;
+  weft_pipeline_report rep;
+  int rc;
+  weft_ctx *done;      /* cancelled when the run ended and on_done returned */
+  weft_cancel *done_k;
+  pthread_t th;
+  bool joined; /* under the pipeline's mu */
+} pl_async;
+
+/* Claims the pipeline for a run: 0, WEFT_ESTATE (run, running, or a started run not joined yet),
+ * WEFT_EINVAL (no source or no sink). */
+static int claim(weft_pipeline *p) {
+  pthread_mutex_lock(&p->mu);
+  int rc = p->state != PL_BUILDING || (p->async != NULL && !p->async->joined) ? WEFT_ESTATE
+           : (p->nsrc == 0 || !p->has_sink)                                  ? WEFT_EINVAL
+                                                                             : 0;
+  if (rc == 0) p->state = PL_RUNNING;
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+static int run_claimed(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *report);
+
 int weft_pipeline_run(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *report) {
   if (report != NULL) {
     memset(report, 0, sizeof *report);
     report->stage = -1;
   }
   if (p == NULL) return WEFT_EINVAL;
-  pthread_mutex_lock(&p->mu);
-  int rc = p->state != PL_BUILDING ? WEFT_ESTATE : (p->nsrc == 0 || !p->has_sink) ? WEFT_EINVAL : 0;
-  if (rc == 0) p->state = PL_RUNNING;
-  pthread_mutex_unlock(&p->mu);
+  int rc = claim(p);
   if (rc != 0) {
     if (report != NULL) report->err = rc;
     return rc;
   }
+  return run_claimed(p, ctx, report);
+}
+
+/* The run, once claimed (state RUNNING). report is zeroed by the caller. */
+static int run_claimed(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *report) {
+  int rc;
   int64_t t0 = weft_now();
   pl_run *run = calloc(1, sizeof *run);
   if (run == NULL) {
@@ -252,4 +290,129 @@ setup_failed:
   pthread_mutex_unlock(&p->mu);
   if (report != NULL) report->err = rc;
   return rc;
+}
+
+/* ---- runs started without blocking (weft_pipeline_start) ---------------------------------------- */
+
+
+static _Thread_local weft_pipeline *tl_runner; /* the pipeline whose runner this thread is */
+
+static void *runner_main(void *arg) {
+  pl_async *a = arg;
+  tl_runner = a->pl;
+  a->rc = run_claimed(a->pl, a->ctx, &a->rep);
+  weft_ctx_release(a->ctx);
+  a->ctx = NULL;
+  if (a->on_done != NULL) a->on_done(a->pl, &a->rep, a->done_arg);
+  tl_runner = NULL;
+  weft_ctx_cancel(a->done_k); /* the last touch: join or destroy may free everything after it */
+  return NULL;
+}
+
+static void async_free(pl_async *a) {
+  if (a == NULL) return;
+  weft_ctx_end(a->done_k);
+  free(a);
+}
+
+void weft__pl_async_free(weft_pipeline *p) {
+  pl_async *a = p->async;
+  if (a == NULL) return;
+  WEFT__ASSERT(tl_runner != p); /* destroy from on_done would join its own thread */
+  pthread_mutex_lock(&p->mu);
+  bool join = !a->joined;
+  a->joined = true;
+  pthread_mutex_unlock(&p->mu);
+  if (join) WEFT__ASSERT(pthread_join(a->th, NULL) == 0);
+  pthread_mutex_lock(&p->mu);
+  p->async = NULL;
+  pthread_mutex_unlock(&p->mu);
+  async_free(a);
+}
+
+int weft_pipeline_start(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_done_fn on_done, void *done_arg) {
+  if (p == NULL) return WEFT_EINVAL;
+  int rc = claim(p);
+  if (rc != 0) return rc;
+  pl_async *a = calloc(1, sizeof *a);
+  if (a == NULL) {
+    rc = WEFT_ENOMEM;
+    goto fail;
+  }
+  a->pl = p;
+  a->on_done = on_done;
+  a->done_arg = done_arg;
+  a->rep.stage = -1;
+  if ((rc = weft_ctx_with_cancel(weft_background(), &a->done, &a->done_k)) != 0) goto fail;
+  a->ctx = weft_ctx_retain(ctx);
+  /* A run set up after a failed one (WEFT_ENOMEM at setup leaves the pipeline runnable): the old state
+   * goes, its thread was joined (claim() refuses while it is not). */
+  pthread_mutex_lock(&p->mu);
+  pl_async *old = p->async;
+  p->async = a;
+  pthread_mutex_unlock(&p->mu);
+  if (weft__runtime_thread(&a->th, runner_main, a) != 0) {
+    pthread_mutex_lock(&p->mu);
+    p->async = old;
+    pthread_mutex_unlock(&p->mu);
+    weft_ctx_release(a->ctx);
+    rc = WEFT_ESYS;
+    goto fail;
+  }
+  async_free(old);
+  return 0;
+fail:
+  async_free(a);
+  pthread_mutex_lock(&p->mu);
+  p->state = PL_BUILDING; /* nothing ran */
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+static pl_async *started(weft_pipeline *p) {
+  pthread_mutex_lock(&p->mu);
+  pl_async *a = p->async;
+  pthread_mutex_unlock(&p->mu);
+  return a;
+}
+
+int weft_pipeline_fd(weft_pipeline *p) {
+  if (p == NULL) return WEFT_EINVAL;
+  pl_async *a = started(p);
+  return a == NULL ? WEFT_ESTATE : weft_ctx_fd(a->done);
+}
+
+bool weft_pipeline_done(weft_pipeline *p) {
+  pl_async *a = p ? started(p) : NULL;
+  return a != NULL && weft_ctx_err(a->done) != 0;
+}
+
+int weft_pipeline_join(weft_pipeline *p, weft_ctx *ctx, weft_pipeline_report *report) {
+  if (p == NULL) return WEFT_EINVAL;
+  pl_async *a = started(p);
+  if (a == NULL) return WEFT_ESTATE;
+  if (tl_runner == p) return WEFT_EBUSY;
+  if (weft_ctx_err(a->done) == 0) {
+    if (ctx == NULL) {
+      (void)weft_ctx_wait_until(a->done, WEFT_FOREVER);
+    } else {
+      /* Wait for whichever ends first: the run, or the caller's patience. */
+      weft_ctx *either;
+      weft_cancel *either_k;
+      weft_ctx *ps[2] = {a->done, ctx};
+      int rc = weft_ctx_with_parents(ps, 2, &either, &either_k);
+      if (rc != 0) return rc;
+      (void)weft_ctx_wait_until(either, WEFT_FOREVER);
+      weft_ctx_end(either_k);
+      if (weft_ctx_err(a->done) == 0) return weft_ctx_err(ctx);
+    }
+  }
+  pthread_mutex_lock(&p->mu);
+  bool join = !a->joined;
+  a->joined = true;
+  pthread_mutex_unlock(&p->mu);
+  if (join) WEFT__ASSERT(pthread_join(a->th, NULL) == 0);
+  /* After a setup failure the pipeline is runnable again (claim() saw BUILDING); a later start replaces a. */
+  if (report != NULL) *report = a->rep;
+  return a->rc;
 }

@@ -150,6 +150,7 @@ void wr_print_job(wr_app *a, wr_job *j) {
 /* ---- whole lines (--line-buffer) ---------------------------------------------------------------- */
 
 static void lines_keep(wr_lines *l, const char *p, size_t n) {
+  if (n == 0) return;
   if (l->len + n > l->cap) {
     size_t nc = l->cap ? l->cap : 4096;
     while (nc < l->len + n) nc *= 2;

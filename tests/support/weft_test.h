@@ -21,6 +21,17 @@ static inline long weft_test_env(const char *name, long dflt) {
   return (*end == '\0' && v > 0) ? v : dflt;
 }
 
+/* A small PRNG for tests (xorshift32; seed must not be 0, any other value works). Use it, not rand_r():
+ * in TSan builds rand_r() is replaced by tsan_rand_r.c for Criterion's sake and returns multiples of 256. */
+static inline unsigned weft_test_rand(unsigned *s) {
+  unsigned x = *s ? *s : 0x9e3779b9u;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  *s = x;
+  return x >> 1;
+}
+
 /* Sanitizer builds run several times slower; stress defaults shrink by this factor there. */
 #ifdef WEFT_SANITIZER
 #define WEFT_TEST_SCALE 4
