@@ -195,7 +195,7 @@ static char *job_encode(uint64_t seq, int64_t timeout, char *const *args, const 
 static size_t hold_copy(const wr_hold *h, char *dst, size_t max) {
   if (h->fd < 0) {
     size_t n = h->len < max ? h->len : max;
-    memcpy(dst, h->mem, n);
+    if (n) memcpy(dst, h->mem, n); /* nothing held: mem may be NULL */
     return n;
   }
   size_t got = 0;

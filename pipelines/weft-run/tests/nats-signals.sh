@@ -7,19 +7,19 @@ source "$(dirname "$0")/nats-lib.sh"
 start_server
 cd "$T"
 
-# -- twice: two jobs wait for GO (which comes only after both started here); the worker is interrupted
+# -- twice: two jobs wait for GO (made only once the first worker is gone); the worker is interrupted
 # twice, hands both back, and the second worker (GO there) runs them
 JOB='echo $$ >> '"$T"'/pgids; echo "start {}" >> '"$T"'/ran2; [ -e '"$T"'/GO ] || sleep 60; echo "ran {}"'
 "$WR" --submit "$URL/S" "$JOB" ::: 1 2 2>/dev/null || fail "submit S"
 "$WR" --worker "$URL/S" -j2 --term-grace 1s 2>a.log & A=$!; PIDS+=($A)
 wait_for "both jobs to start on the first worker" 60 has 2 start ran2
-touch GO
 kill -INT $A
 wait_for "the first worker to say it drains" 30 grep -qs "fetching no more jobs" a.log
 kill -INT $A
 wait $A; rc=$?
 [ $rc = 130 ] || fail "twice: worker exit $rc, expected 130 ($(cat a.log))"
 grep -q "0 done, 0 failed, 0 timed out, 2 handed back" a.log && grep -q "2 returned" a.log || fail "twice: $(cat a.log)"
+touch GO
 "$WR" --worker "$URL/S" -j2 --idle 2s 2>b.log & B=$!; PIDS+=($B)
 timeout 120 "$WR" --collect "$URL/S" --joblog jl >out 2>err; rc=$?
 [ $rc = 0 ] || fail "twice: collect exit $rc ($(cat err))"
