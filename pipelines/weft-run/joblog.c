@@ -2,7 +2,8 @@
  *
  *   Seq  Host  Starttime  JobRuntime  Send  Receive  Exitval  Signal  Command
  *
- * Host is ":" (this machine). A line is written when its job ends, with one write() on a descriptor opened
+ * Host is ":" (this machine), or the worker's host name for a job collected from a stream (--collect).
+ * A line is written when its job ends, with one write() on a descriptor opened
  * with O_APPEND: a weft-run killed at any moment (SIGKILL included) leaves only whole lines of finished
  * jobs, and --resume finds exactly those. A tab, newline or backslash inside the command is written as
  * \t, \n, \\ so that every job stays one line.
@@ -172,11 +173,12 @@ int wr_joblog_write(wr_joblog *l, const wr_job *j) {
   size_t cl;
   char *cmd = escaped(j->cmd ? j->cmd : "", j->cmd ? j->cmdlen : 0, &cl);
   if (!cmd) return -1;
-  size_t cap = cl + 200;
+  const char *host = j->host && *j->host ? j->host : ":";
+  size_t cap = cl + strlen(host) + 200;
   char *line = malloc(cap);
   if (!line) { free(cmd); return -1; }
-  int n = snprintf(line, cap, "%" PRIu64 "\t:\t%.3f\t%10.3f\t0\t%" PRIu64 "\t%d\t%d\t%s\n", j->seq, j->start,
-                   j->runtime, j->received, j->exitval, j->signo, cmd);
+  int n = snprintf(line, cap, "%" PRIu64 "\t%s\t%.3f\t%10.3f\t0\t%" PRIu64 "\t%d\t%d\t%s\n", j->seq, host,
+                   j->start, j->runtime, j->received, j->exitval, j->signo, cmd);
   free(cmd);
   int rc = 0;
   if (n < 0 || (size_t)n >= cap) rc = -1;

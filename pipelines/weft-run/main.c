@@ -379,6 +379,11 @@ int main(int argc, char **argv) {
   pthread_mutex_init(&a->slot_mu, NULL);
   for (int k = 0; k < 3; k++) pthread_mutex_init(&a->out_mu[k], NULL);
   wr_msg_mu = &a->out_mu[2];
+  if (a->o.mode != WR_LOCAL) { /* --submit, --worker, --collect: dist.c */
+    status = wr_dist_main(a);
+    free(a->o.src);
+    return status;
+  }
   a->devnull = -1;
   sigs s = {.a = a};
   pthread_mutex_init(&s.mu, NULL);

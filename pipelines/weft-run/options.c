@@ -139,7 +139,13 @@ static int take_value(const char *name, const char *v, wr_opts *o) {
       return -1;
     }
     o->jobs = (size_t)n, o->jobs_auto = n == 0;
-  } else if (!strcmp(name, "--timeout") || !strcmp(name, "--deadline") || !strcmp(name, "--term-grace")) {
+  } else if (!strcmp(name, "--submit") || !strcmp(name, "--worker") || !strcmp(name, "--collect")) {
+    enum wr_mode m = name[2] == 's' ? WR_SUBMIT : name[2] == 'w' ? WR_WORKER : WR_COLLECT;
+    if (o->mode != WR_LOCAL && o->mode != m) { wr_msg("--submit, --worker and --collect exclude each other"); return -1; }
+    if (strncmp(v, "nats://", 7) != 0) { wr_msg("%s %s: expected nats://HOST:PORT/STREAM", name, v); return -1; }
+    o->mode = m, o->url = v;
+  } else if (!strcmp(name, "--timeout") || !strcmp(name, "--deadline") || !strcmp(name, "--term-grace") ||
+             !strcmp(name, "--ack-wait") || !strcmp(name, "--idle")) {
     int64_t d;
     if (!wr_parse_duration(v, &d)) {
       wr_msg("%s %s: not a duration (examples: 300ms, 1.5s, 2m, 1h30m; a bare number is seconds)", name, v);
@@ -147,6 +153,8 @@ static int take_value(const char *name, const char *v, wr_opts *o) {
     }
     if (!strcmp(name, "--timeout")) o->timeout = d;
     else if (!strcmp(name, "--deadline")) o->deadline = d;
+    else if (!strcmp(name, "--ack-wait")) o->ack_wait = d;
+    else if (!strcmp(name, "--idle")) o->idle = d;
     else o->term_grace = d;
   } else if (!strcmp(name, "--retries")) {
     if (!parse_size(v, 1000000, &n) || n == 0) {
@@ -177,7 +185,8 @@ static int take_value(const char *name, const char *v, wr_opts *o) {
 static bool is_valued(const char *name) {
   static const char *const valued[] = {"-j", "--jobs", "-P", "--max-procs", "--timeout", "--deadline",
                                        "--term-grace", "--retries", "--halt", "--halt-on-error",
-                                       "--joblog", "-a", "--arg-file", NULL};
+                                       "--joblog", "-a", "--arg-file", "--submit", "--worker", "--collect",
+                                       "--ack-wait", "--idle", NULL};
   for (size_t i = 0; valued[i]; i++)
     if (!strcmp(name, valued[i])) return true;
   return false;
@@ -204,7 +213,8 @@ static int flag(const char *name, wr_opts *o) {
 
 int wr_options(int argc, char **argv, wr_opts *o) {
   *o = (wr_opts){.jobs = 0, .out = WR_OUT_GROUP, .bar = -1, .timeout = WEFT_FOREVER,
-                 .deadline = WEFT_FOREVER, .term_grace = WEFT_SEC(2), .retries = 1};
+                 .deadline = WEFT_FOREVER, .term_grace = WEFT_SEC(2), .retries = 1, .mode = WR_LOCAL,
+                 .ack_wait = WEFT_SEC(30), .idle = WEFT_FOREVER};
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   size_t default_jobs = cores > 0 ? (size_t)cores : 1;
   int i = 1;
@@ -253,6 +263,25 @@ int wr_options(int argc, char **argv, wr_opts *o) {
   /* the command: words up to the first ::: or :::: */
   o->cmd = argv + i;
   while (i < argc && strcmp(argv[i], ":::") && strcmp(argv[i], "::::")) i++, o->ncmd++;
+  if (o->mode == WR_WORKER || o->mode == WR_COLLECT) {
+    /* the command lines and inputs are in the stream */
+    if (i < argc || o->ncmd || o->nsrc) {
+      wr_msg("--%s takes no command and no inputs: they come from the stream (see --help)",
+             o->mode == WR_WORKER ? "worker" : "collect");
+      return -1;
+    }
+    if (o->mode == WR_WORKER && o->halt_when != WR_HALT_NEVER && o->halt_pct) {
+      wr_msg("--worker: --halt with a percentage needs the batch's size, which a worker does not know");
+      return -1;
+    }
+    if (!o->jobs_auto && o->jobs == 0) o->jobs = default_jobs;
+    if (o->jobs_auto) o->jobs = default_jobs, o->jobs_auto = false;
+    return 0;
+  }
+  if (o->mode == WR_SUBMIT && o->no_shell) {
+    wr_msg("--submit: --no-shell is not supported across machines (a job travels as a shell command line)");
+    return -1;
+  }
   if (o->ncmd == 0) {
     wr_msg("no command given (usage: %s [OPTIONS] COMMAND [ARG...] [::: ARGS...]; see --help)", WR_NAME);
     return -1;

@@ -289,7 +289,8 @@ void wr_job_run(wr_app *a, wr_job *j, weft_ctx *kill_ctx) {
   for (unsigned n = 1;; n++) {
     weft_ctx *ctx = kill_ctx;
     weft_cancel *cancel = NULL;
-    if (a->o.timeout != WEFT_FOREVER && weft_ctx_with_timeout(kill_ctx, a->o.timeout, &ctx, &cancel) != 0) {
+    int64_t timeout = j->timeout ? j->timeout : a->o.timeout;
+    if (timeout != WEFT_FOREVER && weft_ctx_with_timeout(kill_ctx, timeout, &ctx, &cancel) != 0) {
       ctx = kill_ctx, cancel = NULL; /* out of memory: the job runs without its own timeout, said below */
       wr_msg("job %llu: no memory for its timeout; it runs without one", (unsigned long long)j->seq);
     }

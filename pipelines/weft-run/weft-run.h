@@ -38,6 +38,8 @@ enum wr_out { WR_OUT_GROUP, WR_OUT_LINE, WR_OUT_UNGROUP };
 enum wr_halt_when { WR_HALT_NEVER, WR_HALT_SOON, WR_HALT_NOW };
 enum wr_halt_why { WR_HALT_FAIL, WR_HALT_SUCCESS, WR_HALT_DONE };
 enum wr_src_kind { WR_SRC_ARGS, WR_SRC_FILE };
+/* Across machines (dist.c): a local run, or one of the three modes on a NATS JetStream stream. */
+enum wr_mode { WR_LOCAL, WR_SUBMIT, WR_WORKER, WR_COLLECT };
 
 typedef struct wr_source {
   enum wr_src_kind kind;
@@ -64,6 +66,10 @@ typedef struct wr_opts {
   size_t ncmd;
   wr_source *src;
   size_t nsrc;
+  enum wr_mode mode;    /* --submit, --worker, --collect URL */
+  const char *url;      /* nats://HOST:PORT/STREAM */
+  int64_t ack_wait;     /* --worker: the consumer's AckWait when this worker creates it */
+  int64_t idle;         /* --worker: stop after this long without a job (WEFT_FOREVER: never) */
 } wr_opts;
 
 /* Parses argv into *o. Returns 0, 1 when it printed --help/--version (exit 0), or -1 after printing a
@@ -132,6 +138,8 @@ typedef struct wr_job {
   uint64_t received;
   wr_hold out, err;
   const char *note;     /* why a job could not start (printed with its output), or NULL */
+  int64_t timeout;      /* this job's --timeout (ns); 0: the run's (a job from a stream carries its own) */
+  const char *host;     /* the joblog's Host; NULL: ":" (this machine) */
   bool counted;         /* its class was counted (the discard hook must not count it again) */
 } wr_job;
 
@@ -209,6 +217,10 @@ typedef struct wr_app {
   bool progress;
   int64_t started_ns;
 } wr_app;
+
+/* --submit, --worker, --collect (dist.c; without the JetStream module, a message and 255). Returns the
+ * exit status. */
+int wr_dist_main(wr_app *a);
 
 /* Stops starting jobs (a drain); `kill` also ends running ones. */
 void wr_stop(wr_app *a, bool kill, int cause);
