@@ -206,11 +206,14 @@ WEFT_TEST(pool, job_context_joins_submitter_ctx_and_timeout) {
   weft_ctx_end(sub_cancel);
   weft_pool_report rep;
   weft_pool_destroy(p, &rep);
-  /* Its own timeout and the submitter's context ended them, not shutdown: both failed. */
-  cr_assert_eq(rep.failed, 2);
-  cr_assert_eq(rep.timed_out, 1);
+  /* Its own timeout and the submitter's context ended them, not shutdown: both failed. On a loaded host the
+   * second job's own 20 ms can pass before a worker starts it (the timeout is armed when the worker takes
+   * the job): then it was discarded, canceled before start, with the same WEFT_EDEADLINE. */
+  bool f2_ran = rep.canceled_before_start == 1;
+  cr_assert_eq(rep.failed, f2_ran ? 2 : 1);
+  cr_assert_eq(rep.timed_out, f2_ran ? 1 : 0);
   cr_assert_eq(rep.canceled_while_running, 0);
-  cr_assert_eq(rep.canceled_before_start, 1);
+  cr_assert_eq(rep.canceled_before_start, f2_ran ? 1 : 2);
   cr_assert_eq(rep.submitted, 3);
 }
 
