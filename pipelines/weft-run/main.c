@@ -30,8 +30,6 @@
 
 #define CAUSE_HALT (-1001)
 
-/* Ctrl-C, SIGTERM and SIGHUP (GNU parallel's gentle stop) all stop the run in the same steps. */
-static const int STOP_SIGNALS[3] = {SIGINT, SIGTERM, SIGHUP};
 
 /* ---- counting, --halt, stopping ----------------------------------------------------------------- */
 
@@ -215,39 +213,6 @@ static int print(weft_ctx *ctx, const void *item, void *arg) {
 
 /* ---- signals and progress ----------------------------------------------------------------------- */
 
-typedef struct sigs {
-  wr_app *a;
-  weft_ctx *c1, *c2;
-  weft_cancel *k1, *k2;
-  weft_after *h1, *h2;
-  pthread_mutex_t mu;
-  bool closing;         /* the run is over: a late first signal arms no second */
-} sigs;
-
-static void on_second(void *arg) {
-  sigs *s = arg;
-  int signo = weft_cause_signal(weft_ctx_cause(s->c2));
-  wr_msg("%s again: stopping the %llu running jobs (SIGTERM, then SIGKILL after the grace)", strsignal(signo),
-         (unsigned long long)atomic_load(&s->a->running));
-  wr_stop(s->a, true, WEFT_SIGNAL_CAUSE(signo));
-}
-
-static void on_first(void *arg) {
-  sigs *s = arg;
-  int signo = weft_cause_signal(weft_ctx_cause(s->c1));
-  atomic_store(&s->a->stop_signal, signo);
-  wr_msg("%s: starting no more jobs, waiting for the %llu running (again to stop them)", strsignal(signo),
-         (unsigned long long)atomic_load(&s->a->running));
-  wr_stop(s->a, false, 0);
-  pthread_mutex_lock(&s->mu);
-  /* the second signal stops the running jobs; a third exits at once (128+signal): the way out when even
-   * that waits, e.g. on a stdout nobody reads */
-  if (!s->closing && weft_ctx_with_signals(weft_background(), STOP_SIGNALS, 3, true, &s->c2, &s->k2) == 0 &&
-      weft_ctx_after_func(s->c2, on_second, s, &s->h2) != 0)
-    s->h2 = NULL;
-  pthread_mutex_unlock(&s->mu);
-}
-
 static void on_kill_ctx(void *arg) {
   wr_app *a = arg;
   if (weft_ctx_err(a->kill_ctx) == WEFT_EDEADLINE) wr_msg("the --deadline passed: stopping the running jobs");
@@ -385,8 +350,7 @@ int main(int argc, char **argv) {
     return status;
   }
   a->devnull = -1;
-  sigs s = {.a = a};
-  pthread_mutex_init(&s.mu, NULL);
+  wr_signals s = {0};
   progress pr = {.a = a};
 
   if (wr_template_parse(&a->o, &a->tmpl) != 0 || wr_input_open(&a->o, &a->in) != 0) goto out;
@@ -408,8 +372,8 @@ int main(int argc, char **argv) {
   }
   weft_after *kill_after = NULL;
   if (weft_ctx_after_func(a->kill_ctx, on_kill_ctx, a, &kill_after) != 0 ||
-      weft_ctx_with_signals(weft_background(), STOP_SIGNALS, 3, false, &s.c1, &s.k1) != 0 ||
-      weft_ctx_after_func(s.c1, on_first, &s, &s.h1) != 0) {
+      wr_signals_start(&s, a, "%s: starting no more jobs, waiting for the %llu running (again to stop them)",
+                       "%s again: stopping the %llu running jobs (SIGTERM, then SIGKILL after the grace)") != 0) {
     wr_msg("setting up the signal handling failed");
     goto out;
   }
@@ -469,14 +433,7 @@ int main(int argc, char **argv) {
   weft_after_stop(kill_after);
   weft_after_free(kill_after);
 out:
-  if (s.h1) weft_after_stop(s.h1);
-  pthread_mutex_lock(&s.mu);
-  s.closing = true;
-  if (s.h2) weft_after_stop(s.h2), weft_after_free(s.h2);
-  if (s.k2) weft_ctx_end(s.k2);
-  pthread_mutex_unlock(&s.mu);
-  if (s.h1) weft_after_free(s.h1);
-  if (s.k1) weft_ctx_end(s.k1);
+  if (s.a) wr_signals_stop(&s);
   if (a->p) weft_pipeline_destroy(a->p);
   if (a->kill_cancel) weft_ctx_end(a->kill_cancel);
   wr_joblog_close(a->log);

@@ -222,6 +222,20 @@ typedef struct wr_app {
  * exit status. */
 int wr_dist_main(wr_app *a);
 
+/* Signals (signals.c): once, wr_stop(a, false); twice, wr_stop(a, true); three times, exit. The formats
+ * take the signal's name (%s) and the running jobs (%llu). */
+typedef struct wr_signals {
+  wr_app *a;
+  const char *first_fmt, *second_fmt;
+  weft_ctx *c1, *c2;
+  weft_cancel *k1, *k2;
+  weft_after *h1, *h2;
+  pthread_mutex_t mu;
+  bool closing;        /* the run is over: a late first signal arms no second */
+} wr_signals;
+int wr_signals_start(wr_signals *s, wr_app *a, const char *first_fmt, const char *second_fmt);
+void wr_signals_stop(wr_signals *s);
+
 /* Stops starting jobs (a drain); `kill` also ends running ones. */
 void wr_stop(wr_app *a, bool kill, int cause);
 void wr_job_finished(wr_app *a, wr_job *j); /* counts it and decides --halt */

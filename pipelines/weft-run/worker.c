@@ -36,7 +36,6 @@
 
 #define CAUSE_HALT (-1001)
 
-static const int STOP_SIGNALS[3] = {SIGINT, SIGTERM, SIGHUP};
 
 typedef struct worker {
   wr_app *a;
@@ -119,37 +118,6 @@ static int run_one(weft_ctx *ctx, const void *item, void *arg) {
 
 /* ---- signals, --idle ---------------------------------------------------------------------------- */
 
-typedef struct sigs {
-  wr_app *a;
-  weft_ctx *c1, *c2;
-  weft_cancel *k1, *k2;
-  weft_after *h1, *h2;
-  pthread_mutex_t mu;
-  bool closing;
-} sigs;
-
-static void on_second(void *arg) {
-  sigs *s = arg;
-  int signo = weft_cause_signal(weft_ctx_cause(s->c2));
-  wr_msg("%s again: stopping the %llu running jobs and handing them back", strsignal(signo),
-         (unsigned long long)atomic_load(&s->a->running));
-  wr_stop(s->a, true, WEFT_SIGNAL_CAUSE(signo));
-}
-
-static void on_first(void *arg) {
-  sigs *s = arg;
-  int signo = weft_cause_signal(weft_ctx_cause(s->c1));
-  atomic_store(&s->a->stop_signal, signo);
-  wr_msg("%s: fetching no more jobs, finishing the %llu running (again to stop them and hand them back)",
-         strsignal(signo), (unsigned long long)atomic_load(&s->a->running));
-  wr_stop(s->a, false, 0);
-  pthread_mutex_lock(&s->mu);
-  if (!s->closing && weft_ctx_with_signals(weft_background(), STOP_SIGNALS, 3, true, &s->c2, &s->k2) == 0 &&
-      weft_ctx_after_func(s->c2, on_second, s, &s->h2) != 0)
-    s->h2 = NULL;
-  pthread_mutex_unlock(&s->mu);
-}
-
 static void on_kill_ctx(void *arg) {
   wr_app *a = arg;
   if (weft_ctx_err(a->kill_ctx) == WEFT_EDEADLINE) wr_msg("the --deadline passed: stopping, running jobs go back");
@@ -192,8 +160,7 @@ int wr_worker_main(wr_app *a, wr_dist *d) {
     if (*p == '\t' || *p == '\n') *p = ' ';
   int status = WR_EXIT_ERROR;
   a->devnull = -1;
-  sigs s = {.a = a};
-  pthread_mutex_init(&s.mu, NULL);
+  wr_signals s = {0};
   idle id = {.w = w};
   weft_after *kill_after = NULL;
   a->slots = calloc(a->o.jobs / 64 + 1, sizeof *a->slots);
@@ -215,8 +182,8 @@ int wr_worker_main(wr_app *a, wr_dist *d) {
   if ((a->o.deadline != WEFT_FOREVER
            ? weft_ctx_with_timeout(weft_background(), a->o.deadline, &a->kill_ctx, &a->kill_cancel)
            : weft_ctx_with_cancel(weft_background(), &a->kill_ctx, &a->kill_cancel)) != 0 ||
-      weft_ctx_with_signals(weft_background(), STOP_SIGNALS, 3, false, &s.c1, &s.k1) != 0 ||
-      weft_ctx_after_func(s.c1, on_first, &s, &s.h1) != 0) {
+      wr_signals_start(&s, a, "%s: fetching no more jobs, finishing the %llu running (again to stop them and hand them back)",
+                       "%s again: stopping the %llu running jobs and handing them back") != 0) {
     wr_msg("setting up failed (out of memory, or the signal handling)");
     goto out;
   }
@@ -268,14 +235,7 @@ int wr_worker_main(wr_app *a, wr_dist *d) {
   else if (a->halted) status = a->halt_status;
   else status = bad > 100 ? 101 : (int)bad;
 out:
-  if (s.h1) weft_after_stop(s.h1);
-  pthread_mutex_lock(&s.mu);
-  s.closing = true;
-  if (s.h2) weft_after_stop(s.h2), weft_after_free(s.h2);
-  if (s.k2) weft_ctx_end(s.k2);
-  pthread_mutex_unlock(&s.mu);
-  if (s.h1) weft_after_free(s.h1);
-  if (s.k1) weft_ctx_end(s.k1);
+  if (s.a) wr_signals_stop(&s);
   if (kill_after) weft_after_stop(kill_after), weft_after_free(kill_after);
   if (a->p) weft_pipeline_destroy(a->p);
   a->p = NULL;
