@@ -582,6 +582,55 @@ WEFT_TEST(ctx, signal_second_arrival_forces_exit, .exit_code = 128 + SIGUSR2) {
   exit(0); /* not reached when the forced exit works */
 }
 
+WEFT_TEST(ctx, signal_nth_steps_count_every_arrival) {
+  /* Escalation made up front: two arrivals raised back to back, before weft's thread has read either,
+   * reach both steps; the third step waits for a third. Different signals, so the kernel cannot merge them. */
+  int sigs[] = {SIGUSR1, SIGUSR2};
+  weft_ctx *c[3];
+  weft_cancel *k[3];
+  for (unsigned i = 0; i < 3; i++)
+    cr_assert_eq(weft_ctx_with_signals_nth(weft_background(), sigs, 2, i + 1, false, &c[i], &k[i]), 0);
+  raise(SIGUSR1);
+  raise(SIGUSR2);
+  cr_assert_eq(weft_ctx_wait_until(c[1], weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED, "the second arrival");
+  cr_assert_eq(weft_ctx_wait_until(c[0], weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
+  cr_assert_eq(weft_ctx_cause(c[0]), WEFT_SIGNAL_CAUSE(SIGUSR1), "the first step, by the first arrival");
+  cr_assert_eq(weft_ctx_cause(c[1]), WEFT_SIGNAL_CAUSE(SIGUSR2), "the second step, by the second");
+  /* A step made now counts from here: the next arrival cancels it and the third step, not the first two again. */
+  weft_ctx *late;
+  weft_cancel *late_k;
+  cr_assert_eq(weft_ctx_with_signals_nth(weft_background(), sigs, 2, 1, false, &late, &late_k), 0);
+  cr_assert_eq(weft_ctx_err(c[2]), 0, "two arrivals do not reach the third step");
+  raise(SIGUSR2);
+  cr_assert_eq(weft_ctx_wait_until(late, weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
+  cr_assert_eq(weft_ctx_wait_until(c[2], weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
+  cr_assert_eq(weft_ctx_cause(c[0]), WEFT_SIGNAL_CAUSE(SIGUSR1), "a step is cancelled once");
+  for (int i = 0; i < 3; i++) weft_ctx_end(k[i]);
+  weft_ctx_end(late_k);
+  cr_assert_eq(weft_ctx_with_signals_nth(weft_background(), sigs, 2, 0, false, &late, &late_k), WEFT_EINVAL);
+  cr_assert_null(late);
+  cr_assert_null(late_k);
+}
+
+WEFT_TEST(ctx, signal_nth_forces_exit_after_the_nth_on_any_of_its_signals, .exit_code = 128 + SIGUSR2) {
+  int sigs[] = {SIGUSR1, SIGUSR2};
+  weft_ctx *first, *second;
+  weft_cancel *first_k, *second_k;
+  cr_assert_eq(weft_ctx_with_signals_nth(weft_background(), sigs, 2, 1, false, &first, &first_k), 0);
+  cr_assert_eq(weft_ctx_with_signals_nth(weft_background(), sigs, 2, 2, true, &second, &second_k), 0);
+  raise(SIGUSR1);
+  /* weft's thread has taken the first arrival once `first` is cancelled: a forced exit armed then (too
+   * early) would end the process at the next raise with 128+SIGUSR1, not the status this test expects. */
+  cr_assert_eq(weft_ctx_wait_until(first, weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
+  raise(SIGUSR1);
+  cr_assert_eq(weft_ctx_wait_until(second, weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
+  for (int i = 0; i < 200; i++) { /* armed by weft's thread with the cancel: the next SIGUSR2 exits */
+    raise(SIGUSR2);
+    weft_ctx_sleep(weft_background(), WEFT_MS(50));
+  }
+  exit(0); /* not reached when the forced exit works */
+}
+
 /* ---- debug aids ---- */
 
 

@@ -266,8 +266,8 @@ WEFT_API int weft_cause_signal(int cause);
  * before it returns) or released. The kernel may deliver the signal to any thread that does not block it,
  * so do not block these signals in your threads (weft's own threads block every signal). A slow system
  * call of yours interrupted by the handler may return EINTR where SA_RESTART does not apply (poll,
- * nanosleep, ...). If `force_exit_on_second` is true, the same signal arriving again after the context
- * was cancelled exits the process at once with status 128+signo (from the handler, with _exit). SIGKILL,
+ * nanosleep, ...). If `force_exit_on_second` is true, any of its signals arriving after the one that
+ * cancelled the context exits the process at once with status 128+signo (from the handler, with _exit). SIGKILL,
  * SIGSTOP, the synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) and the numbers that cannot be
  * caught (0, negative, above SIGRTMAX, and those the C library keeps for itself below SIGRTMIN, 32 and 33
  * with glibc) are refused with WEFT_EINVAL, and so is an n larger than the number of signals. One arrival
@@ -275,6 +275,17 @@ WEFT_API int weft_cause_signal(int cause);
  * WEFT_EINVAL, WEFT_ENOMEM, WEFT_ESYS. */
 WEFT_API int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool force_exit_on_second,
                                    weft_ctx **out, weft_cancel **cancel);
+
+/* As weft_ctx_with_signals, but cancelled by the nth arrival of its signals counted from its creation
+ * (nth >= 1; 1 is weft_ctx_with_signals; arrivals of different signals of the set add up). For escalation
+ * — "Ctrl-C once drains, twice cancels, three times exits" — create every step up front, nth = 1 and
+ * nth = 2 with force_exit_on_next: the second arrival then cannot be missed, however soon it follows the
+ * first (a step created in the first one's callback would miss an arrival that came before it). With
+ * force_exit_on_next, any of its signals arriving after the nth exits the process with 128+signo. Standard
+ * signals sent while one of the same number is still pending merge in the kernel: they count once.
+ * Returns 0, WEFT_EINVAL (as weft_ctx_with_signals, or nth == 0), WEFT_ENOMEM, WEFT_ESYS. */
+WEFT_API int weft_ctx_with_signals_nth(weft_ctx *parent, const int *sigs, size_t n, unsigned nth,
+                                       bool force_exit_on_next, weft_ctx **out, weft_cancel **cancel);
 
 /* ---- debug aids --------------------------------------------------------------------------------- */
 

@@ -14,8 +14,13 @@
  *   one made after (stamped at registration with the current number) is not.
  * - The previous disposition of a signal is saved when weft installs its handler and restored when the
  *   last registration for that signal goes away.
- * - Forced exit: once a context with force_exit_on_second was cancelled by signal s, `armed[s]` is set
- *   and the next s exits the process with status 128+s from the handler itself.
+ * - Counting (weft_ctx_with_signals_nth): each registration counts the deliveries of its signals made
+ *   after it (`count`, under mu) and is cancelled at the nth. Escalation ("once drains, twice cancels")
+ *   registers every step up front, so a second arrival cannot fall in a gap between the first step's
+ *   callback and the registration of the next; one delivery counts once per registration.
+ * - Forced exit: when a delivery reaches the nth of a context with force_exit_on_second, `armed[s]` is
+ *   set for every signal s of its set (under mu, just before the context is cancelled) and the next of
+ *   them exits the process with status 128+s from the handler itself.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,7 +36,9 @@ typedef struct reg {
   weft_ctx *ctx;
   sigset_t set;
   bool force;
-  uint64_t seen; /* the last delivery that took it (under mu) */
+  unsigned nth;   /* cancelled by this delivery of its signals, counted from its registration */
+  unsigned count; /* deliveries of its signals counted so far (under mu) */
+  uint64_t seen;  /* the last delivery that took it (under mu) */
 } reg;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -69,7 +76,6 @@ static void *signal_main(void *arg) {
     int s = b;
     enum { BATCH = 64 };
     weft_ctx *hit[BATCH];
-    bool force[BATCH];
     size_t n;
     bool more;
     pthread_mutex_lock(&mu);
@@ -80,16 +86,19 @@ static void *signal_main(void *arg) {
       for (; g && n < BATCH; g = g->next) {
         if (g->seen == d || !sigismember(&g->set, s)) continue;
         g->seen = d;
-        if (weft__try_retain(g->ctx)) { /* else its final release runs: nothing to cancel */
-          force[n] = g->force;
-          hit[n++] = g->ctx;
-        }
+        if (g->count >= g->nth || ++g->count < g->nth) continue; /* cancelled already, or not yet */
+        if (!weft__try_retain(g->ctx)) continue; /* its final release runs: nothing to cancel */
+        hit[n++] = g->ctx;
+        /* Armed here, under mu, while g is surely registered: weft_ctx_end may free it once mu is
+         * dropped (the reference taken above keeps the context, not the registration). */
+        if (g->force)
+          for (int k = 1; k < NSIG_MAX; k++)
+            if (sigismember(&g->set, k)) atomic_store(&armed[k], 1);
       }
       more = g != NULL;
       pthread_mutex_unlock(&mu);
       for (size_t i = 0; i < n; i++) {
         weft__cancel(hit[i], WEFT_ECANCELED, WEFT_SIGNAL_CAUSE(s), false);
-        if (force[i] && s < NSIG_MAX) atomic_store(&armed[s], 1);
         weft_ctx_release(hit[i]);
       }
       pthread_mutex_lock(&mu);
@@ -119,10 +128,15 @@ static int ensure_thread(void) {
 
 int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool force_exit_on_second,
                           weft_ctx **out, weft_cancel **cancel) {
+  return weft_ctx_with_signals_nth(parent, sigs, n, 1, force_exit_on_second, out, cancel);
+}
+
+int weft_ctx_with_signals_nth(weft_ctx *parent, const int *sigs, size_t n, unsigned nth, bool force_exit_on_next,
+                              weft_ctx **out, weft_cancel **cancel) {
   static const int dflt[] = {SIGINT, SIGTERM};
   if (out) *out = NULL;
   if (cancel) *cancel = NULL;
-  if (parent == NULL || out == NULL || cancel == NULL || (n > 0 && sigs == NULL) || n > NSIG_MAX)
+  if (parent == NULL || out == NULL || cancel == NULL || (n > 0 && sigs == NULL) || n > NSIG_MAX || nth == 0)
     return WEFT_EINVAL;
   if (n == 0) {
     sigs = dflt;
@@ -148,7 +162,8 @@ int weft_ctx_with_signals(weft_ctx *parent, const int *sigs, size_t n, bool forc
     return rc;
   }
   g->ctx = *out;
-  g->force = force_exit_on_second;
+  g->force = force_exit_on_next;
+  g->nth = nth;
   pthread_mutex_lock(&mu);
   rc = ensure_thread();
   if (rc == 0) {

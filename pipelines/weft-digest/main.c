@@ -78,7 +78,7 @@ typedef struct app {
   weft_cancel *run_cancel;  /* kept by the program, used by the second signal's callback */
   weft_ctx *sig1, *sig2;    /* first signal: drain; second: cancel */
   weft_cancel *sig1_cancel, *sig2_cancel;
-  weft_after *h1, *h2;      /* their callbacks (sig2 and h2 are set by the first callback, under mu) */
+  weft_after *h1, *h2;      /* their callbacks */
   bool first_done, second_done;
   result *res;
   size_t nres, cap;
@@ -469,11 +469,7 @@ static void on_first_signal(void *arg) {
   app *a = arg;
   atomic_fetch_add(&a->interrupted, 1);
   weft_pipeline_drain(a->p);
-  /* The second signal cancels; a third one exits at once (force_exit_on_second). */
   pthread_mutex_lock(&a->mu);
-  if (weft_ctx_with_signals(weft_background(), NULL, 0, true, &a->sig2, &a->sig2_cancel) == 0 &&
-      weft_ctx_after_func(a->sig2, on_second_signal, a, &a->h2) != 0)
-    a->h2 = NULL;
   a->first_done = true;
   pthread_cond_broadcast(&a->cv);
   pthread_mutex_unlock(&a->mu);
@@ -484,7 +480,7 @@ static void stop_signals(app *a) {
   pthread_mutex_lock(&a->mu);
   if (!weft_after_stop(a->h1))
     while (!a->first_done) pthread_cond_wait(&a->cv, &a->mu);
-  if (a->h2 != NULL && !weft_after_stop(a->h2))
+  if (!weft_after_stop(a->h2))
     while (!a->second_done) pthread_cond_wait(&a->cv, &a->mu);
   weft_after_free(a->h1);
   weft_after_free(a->h2);
@@ -716,9 +712,12 @@ int main(int argc, char **argv) {
   }
 
   if (pthread_key_create(&chunk_key, free) != 0) return 2;
-  /* Signal contexts first, so every thread created later has SIGINT/SIGTERM blocked and weft gets them. */
-  int rc = weft_ctx_with_signals(weft_background(), NULL, 0, false, &a.sig1, &a.sig1_cancel);
+  /* Signal contexts first, so every thread created later has SIGINT/SIGTERM blocked and weft gets them.
+   * Both steps up front: a second Ctrl-C is counted however soon it follows the first; a third exits. */
+  int rc = weft_ctx_with_signals_nth(weft_background(), NULL, 0, 1, false, &a.sig1, &a.sig1_cancel);
+  if (rc == 0) rc = weft_ctx_with_signals_nth(weft_background(), NULL, 0, 2, true, &a.sig2, &a.sig2_cancel);
   if (rc == 0) rc = weft_ctx_after_func(a.sig1, on_first_signal, &a, &a.h1);
+  if (rc == 0) rc = weft_ctx_after_func(a.sig2, on_second_signal, &a, &a.h2);
   if (rc == 0) rc = weft_ctx_with_cancel(weft_background(), &a.run_ctx, &a.run_cancel);
   if (rc == 0) rc = weft_pipeline_create(NULL, &a.p);
   weft_stage_opts o = WEFT_STAGE_OPTS_INIT;

@@ -231,7 +231,8 @@ typedef struct wr_signals {
   weft_cancel *k1, *k2;
   weft_after *h1, *h2;
   pthread_mutex_t mu;
-  bool closing;        /* the run is over: a late first signal arms no second */
+  pthread_cond_t cv;
+  bool done1, done2; /* the callback has returned (under mu): wr_signals_stop waits for a started one */
 } wr_signals;
 int wr_signals_start(wr_signals *s, wr_app *a, const char *first_fmt, const char *second_fmt);
 void wr_signals_stop(wr_signals *s);
