@@ -184,3 +184,116 @@ WEFT_TEST(pool_stress, create_submit_destroy_many) {
     weft_pool_destroy(p, NULL);
   }
 }
+
+/* Job records recycled across threads: records end on workers (on_done jobs, futures released early) and
+ * on submitters (futures released after their wait) and go back through the pool's lock-free freed stack
+ * while other submitters take them. A record handed out while still referenced would show: a future would
+ * report another job's result, or a job would run twice or never. T submitters x N jobs; each job returns
+ * a code derived from its id, checked through its future when one is kept. */
+enum { REC_WINDOW = 16 };
+static _Atomic uint8_t *rec_ran;
+static _Atomic uint64_t rec_done_calls;
+
+static int rec_code(size_t id) { return (int)(id % 1000) + 1; }
+static int rec_job(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  size_t id = (size_t)(uintptr_t)arg;
+  atomic_fetch_add(&rec_ran[id], 1);
+  return rec_code(id);
+}
+static void rec_on_done(void *arg, int rc, weft_job_state st, void *darg) {
+  (void)darg;
+  size_t id = (size_t)(uintptr_t)arg;
+  if (rc == rec_code(id) && st == WEFT_JOB_FAILED) atomic_fetch_add(&rec_done_calls, 1);
+}
+
+typedef struct rec_sub {
+  size_t first, n;
+  unsigned seed;
+  pthread_t th;
+  size_t wrong;   /* futures that reported another job's code */
+  size_t with_cb; /* jobs submitted with on_done */
+} rec_sub;
+
+static void *rec_submitter(void *a) {
+  rec_sub *s = a;
+  weft_future *win[REC_WINDOW] = {0};
+  size_t win_id[REC_WINDOW] = {0};
+  for (size_t i = 0; i < s->n; i++) {
+    size_t id = s->first + i, w = i % REC_WINDOW;
+    if (win[w]) { /* the oldest kept future: wait, check, release (on this thread) */
+      int rc = -1;
+      cr_assert_eq(weft_future_wait(win[w], NULL, &rc), 0);
+      if (rc != rec_code(win_id[w])) s->wrong++;
+      weft_future_release(win[w]);
+      win[w] = NULL;
+    }
+    weft_job_opts o = WEFT_JOB_OPTS_INIT;
+    void *arg = (void *)(uintptr_t)id;
+    weft_future *f = NULL;
+    switch (weft_test_rand(&s->seed) % 3) {
+    case 0: /* kept: released here after its wait */
+      cr_assert_eq(weft_pool_submit_opts(pool, NULL, rec_job, arg, &o, &f), 0);
+      win[w] = f, win_id[w] = id;
+      break;
+    case 1: /* released at once: the worker that ends the job frees the record */
+      cr_assert_eq(weft_pool_submit_opts(pool, NULL, rec_job, arg, &o, &f), 0);
+      weft_future_release(f);
+      break;
+    default: /* no future: on_done, the worker frees the record */
+      o.on_done = rec_on_done;
+      cr_assert_eq(weft_pool_submit_opts(pool, NULL, rec_job, arg, &o, NULL), 0);
+      s->with_cb++;
+      break;
+    }
+  }
+  for (size_t w = 0; w < REC_WINDOW; w++)
+    if (win[w]) {
+      int rc = -1;
+      cr_assert_eq(weft_future_wait(win[w], NULL, &rc), 0);
+      if (rc != rec_code(win_id[w])) s->wrong++;
+      weft_future_release(win[w]);
+    }
+  return NULL;
+}
+
+WEFT_TEST(pool_stress, job_records_recycled_across_threads) {
+  unsigned seed = stress_seed("job_records_recycled_across_threads", (unsigned)weft_now() ^ 0x27d4eb2fu);
+  size_t T = (size_t)weft_test_env("WEFT_STRESS_THREADS", 4);
+  size_t N = (size_t)weft_test_env("WEFT_STRESS_ITERS", 40000 / WEFT_TEST_SCALE);
+  rec_ran = calloc(T * N, sizeof *rec_ran);
+  cr_assert_not_null(rec_ran);
+  atomic_store(&rec_done_calls, 0);
+  weft_pool_opts po = WEFT_POOL_OPTS_INIT;
+  po.workers = 3;
+  po.queue_cap = 64;
+  cr_assert_eq(weft_pool_create(&po, &pool), 0);
+  rec_sub *subs = calloc(T, sizeof *subs);
+  for (size_t t = 0; t < T; t++) {
+    subs[t] = (rec_sub){.first = t * N, .n = N, .seed = seed + (unsigned)t};
+    pthread_create(&subs[t].th, NULL, rec_submitter, &subs[t]);
+  }
+  size_t wrong = 0, with_cb = 0;
+  for (size_t t = 0; t < T; t++) {
+    pthread_join(subs[t].th, NULL);
+    wrong += subs[t].wrong;
+    with_cb += subs[t].with_cb;
+  }
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(pool, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), 0);
+  weft_pool_destroy(pool, NULL);
+  cr_assert_eq(wrong, 0, "%zu futures reported another job's result (seed %u)", wrong, seed);
+  size_t twice = 0, never = 0;
+  for (size_t id = 0; id < T * N; id++) {
+    uint8_t r = atomic_load(&rec_ran[id]);
+    twice += r > 1;
+    never += r == 0;
+  }
+  cr_assert_eq(twice + never, 0, "%zu jobs ran twice, %zu never (seed %u)", twice, never, seed);
+  cr_assert_eq(rep.submitted, T * N);
+  cr_assert_eq(rep.failed, T * N, "every job returned its code: failed, each once");
+  cr_assert_eq(atomic_load(&rec_done_calls), with_cb, "on_done ran once per job that had one, with its code");
+  cr_assert_gt(with_cb, 0);
+  free(subs);
+  free((void *)rec_ran);
+}

@@ -5,10 +5,13 @@
  *   submitting thread (latency stats), else 0. A plain job has no record: it runs under the pool's
  *   context, so a tiny job costs a push, a claim and a call. A record (weft__job, from a per-pool free
  *   list, allocated 64 at a time) exists only when the job needs one: a future, a submitter's context,
- *   a timeout, an on_done callback or a completion channel. Such a job is queued as {rec_marker, record}, the real fn and arg inside the record. The
- *   worker derives the job's context when the job starts (with_parents(pool ctx, submitter ctx), then
- *   with_timeout), and ends it when fn returns. Sampled jobs take no record: a record's atomics, even for one
- *   job in 64, showed in pool_tiny.
+ *   a timeout, an on_done callback or a completion channel. A record that ended goes back on a lock-free
+ *   stack (`freed`) that rec_get takes whole, under `mu`, when its own list is empty: workers ending jobs
+ *   never take the lock a submitter takes (it showed as contention with 64 jobs in flight from a loop).
+ *   Such a job is queued as {rec_marker, record}, the real fn and arg inside the record. The worker
+ *   derives the job's context when the job starts (with_parents(pool ctx, submitter ctx), then
+ *   with_timeout), and ends it when fn returns. Sampled jobs take no record: a record's atomics, even for
+ *   one job in 64, showed in pool_tiny.
  * - Accounting. Every counter of a worker is written only by that worker (relaxed stores on its own cache
  *   line); the thread running shutdown has its own atomic counters for the jobs it discards. A job's
  *   outcome is counted after it fully ended (fn returned, or the discard callback returned), and `fin`
@@ -117,9 +120,13 @@ struct weft_pool {
 
   pthread_mutex_t mu __attribute__((aligned(WEFT__CACHELINE)));
   notify_node waiters; /* list head (sentinel) */
-  struct weft__job *free_recs;
+  struct weft__job *free_recs; /* the records rec_get hands out (under mu) */
   void **chunks;
   size_t nchunks;
+
+  /* Records that ended, pushed without a lock by whoever ended them (a worker, a future's holder) and taken
+   * all at once by rec_get when free_recs runs dry: the submitter and the workers share no lock. */
+  _Atomic(struct weft__job *) freed __attribute__((aligned(WEFT__CACHELINE)));
 
   /* jobs the shutdown/destroy thread discarded */
   _Atomic uint64_t ext_fin, ext_canceled_before_start;
@@ -208,6 +215,8 @@ static bool quiescent(weft_pool *p, void *unused) {
 
 static struct weft__job *rec_get(weft_pool *p) {
   pthread_mutex_lock(&p->mu);
+  /* The whole freed stack at once: an exchange, so no ABA (a pop of one node would need a counter). */
+  if (p->free_recs == NULL) p->free_recs = atomic_exchange_explicit(&p->freed, NULL, memory_order_acquire);
   if (p->free_recs == NULL) {
     void **nc = realloc(p->chunks, (p->nchunks + 1) * sizeof *nc);
     struct weft__job *c = nc ? calloc(REC_CHUNK, sizeof *c) : NULL;
@@ -245,10 +254,9 @@ static struct weft__job *rec_get(weft_pool *p) {
 
 static void rec_free(struct weft__job *r) {
   weft_pool *p = r->pool;
-  pthread_mutex_lock(&p->mu);
-  r->next_free = p->free_recs;
-  p->free_recs = r;
-  pthread_mutex_unlock(&p->mu);
+  struct weft__job *head = atomic_load_explicit(&p->freed, memory_order_relaxed);
+  do r->next_free = head; /* a push is safe from ABA: it only needs the head it links to be the head */
+  while (!atomic_compare_exchange_weak_explicit(&p->freed, &head, r, memory_order_release, memory_order_relaxed));
 }
 
 static void rec_unref(struct weft__job *r) {
