@@ -43,6 +43,21 @@ check_lines() {
   echo "$n"
 }
 
+# A cancelled run's output: the "interrupted: cancelled" summary, every listed line right, as many lines as
+# the summary says were processed, at least one file not processed, processed + not processed = found.
+# Sets c_done and c_lost.   check_cancelled NAME OUT
+check_cancelled() {
+  local name=$1 out=$2 line found n
+  line=$(grep '^# interrupted: cancelled' "$out") || { cat "$out" >&2; fail "$name: no 'interrupted: cancelled' summary"; }
+  c_done=$(sed -E 's/.*Processed ([0-9]+) of the.*/\1/' <<< "$line")
+  found=$(sed -E 's/.*of the ([0-9]+) files found.*/\1/' <<< "$line")
+  c_lost=$(sed -E 's/.*; ([0-9]+) files in flight were not processed.*/\1/' <<< "$line")
+  n=$(check_lines "$out")
+  [ "$n" = "$c_done" ] || fail "$name: $n files listed, summary says $c_done"
+  [ "$c_lost" -ge 1 ] || fail "$name: nothing was counted as not processed ($line)"
+  [ $((c_done + c_lost)) = "$found" ] || fail "$name: processed $c_done + not processed $c_lost != $found found"
+}
+
 run_case() { # run_case SIGNALS DELAY_MS OUT -> exit status
   local signals=$1 delay=$2 out=$3 pid rc=0
   WEFT_DIGEST_DELAY_MS=$delay WEFT_DIGEST_NO_PROGRESS=1 "$bin" -j 2 "$dir/tree" > "$out" 2> "$out.err" &
@@ -70,14 +85,8 @@ n=$(check_lines "$dir/drain")
 # Cancel: 200 files x 100 ms over 2 hash workers = 10 s, cut short twice.
 rc=$(run_case 2 100 "$dir/cancel")
 [ "$rc" = 130 ] || { cat "$dir/cancel" "$dir/cancel.err" >&2; fail "cancel: exit $rc, want 130"; }
-line=$(grep '^# interrupted: cancelled' "$dir/cancel") || fail "cancel: no 'interrupted: cancelled' summary"
-done_n=$(sed -E 's/.*Processed ([0-9]+) of the.*/\1/' <<< "$line")
-found_c=$(sed -E 's/.*of the ([0-9]+) files found.*/\1/' <<< "$line")
-lost_n=$(sed -E 's/.*; ([0-9]+) files in flight were not processed.*/\1/' <<< "$line")
-n=$(check_lines "$dir/cancel")
-[ "$n" = "$done_n" ] || fail "cancel: $n files listed, summary says $done_n"
-[ "$lost_n" -ge 1 ] || fail "cancel: nothing was left unprocessed ($line)"
-[ $((done_n + lost_n)) = "$found_c" ] || fail "cancel: processed $done_n + not processed $lost_n != $found_c found"
+check_cancelled cancel "$dir/cancel"
+done_n=$c_done lost_n=$c_lost
 # A read that never returns (WEFT_DIGEST_TEST_STUCK: the read of the file named "stuck" blocks on a pipe nobody
 # writes, retried on EINTR, as a read from a driver that ignores O_NONBLOCK and signals). Ctrl-C once drains:
 # the run waits for that read. Twice: the run ends with its summary all the same, the stuck file not processed.
@@ -101,14 +110,8 @@ if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fail "stuck: Ctrl-C twice di
 rc=0
 wait "$pid" || rc=$?
 [ "$rc" = 130 ] || { cat "$out" "$out.err" >&2; fail "stuck: exit $rc, want 130"; }
-line=$(grep '^# interrupted: cancelled' "$out") || { cat "$out" >&2; fail "stuck: no 'interrupted: cancelled' summary"; }
-s_done=$(sed -E 's/.*Processed ([0-9]+) of the.*/\1/' <<< "$line")
-s_found=$(sed -E 's/.*of the ([0-9]+) files found.*/\1/' <<< "$line")
-s_lost=$(sed -E 's/.*; ([0-9]+) files in flight were not processed.*/\1/' <<< "$line")
-n=$(check_lines "$out")
-[ "$n" = "$s_done" ] || fail "stuck: $n files listed, summary says $s_done"
-[ "$s_lost" -ge 1 ] || fail "stuck: the stuck file is not counted as not processed ($line)"
-[ $((s_done + s_lost)) = "$s_found" ] || fail "stuck: processed $s_done + not processed $s_lost != $s_found found"
+check_cancelled stuck "$out"   # the stuck file among those not processed
+s_done=$c_done s_lost=$c_lost
 ! grep -q '/stuck$' "$out" || fail "stuck: the stuck file is listed"
 
 echo "weft-digest interrupt check passed (drain: $found of $found found; cancel: $done_n processed, $lost_n not;" \
