@@ -240,3 +240,51 @@ WEFT_TEST(pool_done_stress, loop_poll_fd_random_drain) {
   long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 4);
   for (long r = 0; r < rounds; r++) stress_round(seed + (unsigned)r * 389u, WEFT_POOL_DRAIN, true);
 }
+
+/* Submits that fill the completion channel to exactly its capacity while workers send the completions of
+ * the first ones: each submit must find its room. A reservation counts the channel's reservations and
+ * elements, and a completion just sent is in both until its sender drops its reservation; that instant
+ * must not refuse a submit with WEFT_EFULL. Rounds of CAP submits, then CAP receives (nothing is received
+ * during the submits). Sizes: WEFT_STRESS_ROUNDS (x 200 rounds). */
+static int quick_job(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  (void)arg;
+  return 0;
+}
+
+WEFT_TEST(pool_done_stress, submits_up_to_the_channel_capacity_are_never_refused) {
+  enum { CAP = 32 };
+  long rounds = weft_test_env("WEFT_STRESS_ROUNDS", 6) * 200;
+  weft_pool_opts po = WEFT_POOL_OPTS_INIT;
+  po.workers = 2;
+  po.queue_cap = 2 * CAP;
+  weft_pool *p;
+  cr_assert_eq(weft_pool_create(&po, &p), 0);
+  weft_chan *ch;
+  cr_assert_eq(weft_chan_create(sizeof(struct weft_completion), CAP, &ch), 0);
+  weft_job_opts jo = WEFT_JOB_OPTS_INIT;
+  jo.done_chan = ch;
+  long refused = 0;
+  for (long r = 0; r < rounds; r++) {
+    int accepted = 0;
+    for (int i = 0; i < CAP; i++) {
+      int rc = weft_pool_submit_opts(p, NULL, quick_job, NULL, &jo, NULL);
+      if (rc == 0)
+        accepted++;
+      else if (rc == WEFT_EFULL)
+        refused++;
+      else
+        cr_assert_fail("submit: %s", weft_err_name(rc));
+    }
+    for (int i = 0; i < accepted; i++) {
+      struct weft_completion c;
+      cr_assert_eq(weft_chan_recv(ch, NULL, &c), 0);
+      cr_assert_eq(c.state, WEFT_JOB_COMPLETED);
+    }
+  }
+  weft_pool_report rep;
+  cr_assert_eq(weft_pool_shutdown(p, WEFT_POOL_DRAIN, WEFT_FOREVER, &rep), 0);
+  weft_pool_destroy(p, NULL);
+  cr_assert_eq(weft_chan_destroy(ch), 0);
+  cr_assert_eq(refused, 0, "%ld of %ld submits were refused though the channel had room", refused, rounds * CAP);
+}

@@ -61,7 +61,14 @@
  * only make room. Hence, as long as nothing but reserved sends fills the channel, reservations + buffered
  * <= cap, and a reserved send always finds its slot free, except for the instant a receiver that claimed
  * the oldest element takes to copy it out: the send waits for that (it sees head advanced) and only for
- * that.
+ * that. The double count must not make a reservation fail when there is room (a pool would refuse a
+ * submit with WEFT_EFULL although its completion channel is not full): a reserved send counts itself in
+ * `rsending` from before its send until after its resv decrement, and a reservation that finds the
+ * channel full says so only if no reserved send was in that window (rsending read 0) and resv had not
+ * moved since it was read; otherwise it waits out those few instructions and looks again. An element
+ * seen in the length whose sender had not yet decremented resv when resv was read has its sender inside
+ * the window when rsending is read (its increment precedes the publish seen), or past it, and then resv
+ * moved.
  *
  * Descriptor (weft_chan_fd). An eventfd made on first use, readable exactly while a receive would not
  * block: the element at the head is published, or the channel is closed. Channels without one pay
@@ -460,13 +467,27 @@ int weft_chan_stats(const weft_chan *ch, struct weft_chan_stats *out) {
 
 int weft__chan_reserve(weft_chan *ch) {
   uint64_t r = atomic_load(&ch->resv);
-  for (;;) {
+  for (unsigned i = 0;; i++) {
     uint64_t h = CHAN_H_POS(atomic_load(&ch->head));
     uint64_t t = atomic_load(&ch->tail);
     if (t & CHAN_T_CLOSED) return WEFT_ECLOSED;
     uint64_t len = CHAN_T_POS(t) - h;
-    if (r >= ch->cap || len >= ch->cap - r) return WEFT_EFULL;
-    if (atomic_compare_exchange_weak(&ch->resv, &r, r + 1)) break;
+    if (r < ch->cap && len < ch->cap - r) {
+      if (atomic_compare_exchange_weak(&ch->resv, &r, r + 1)) break;
+      continue;
+    }
+    /* Full, unless a reserved send was counted twice (see "Reservations"). */
+    if (atomic_load(&ch->rsending) == 0) {
+      uint64_t now = atomic_load(&ch->resv);
+      if (now == r) return WEFT_EFULL;
+      r = now;
+      continue;
+    }
+    if (i % 8 == 7)
+      sched_yield();
+    else
+      weft__cpu_relax();
+    r = atomic_load(&ch->resv);
   }
   atomic_fetch_add(&ch->refs, 1);
   return 0;
@@ -479,6 +500,7 @@ void weft__chan_unreserve(weft_chan *ch) {
 
 int weft__chan_send_reserved(weft_chan *ch, const void *elem) {
   int rc;
+  atomic_fetch_add(&ch->rsending, 1);
   for (unsigned i = 0;; i++) {
     if ((rc = chan__ring_send(ch, elem)) != WEFT_EFULL) break;
     /* Full by the slots: is a receiver still copying the oldest element out (head moved past it)? Then
@@ -491,6 +513,7 @@ int weft__chan_send_reserved(weft_chan *ch, const void *elem) {
       weft__cpu_relax();
   }
   atomic_fetch_sub(&ch->resv, 1);
+  atomic_fetch_sub(&ch->rsending, 1);
   weft__chan_unref(ch);
   return rc;
 }

@@ -77,6 +77,7 @@ struct weft_chan {
   _Atomic uint32_t refs;           /* the user's reference + one per armed timer callback + one per
                                     * reserved completion (weft__chan_reserve) */
   _Atomic uint64_t resv;           /* completions reserved by a pool and not yet sent (reserve.h) */
+  _Atomic uint64_t rsending;       /* reserved sends between their first attempt and their resv decrement */
   /* The readiness descriptor (weft_chan_fd), made on first use; see "Descriptor" in chan.c. */
   pthread_mutex_t fd_mu;
   _Atomic int efd;     /* the eventfd, or -1 */
