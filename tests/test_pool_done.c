@@ -20,7 +20,13 @@ static _Atomic int done_state[MAXJ], done_rc[MAXJ];
 static pthread_t done_thread[MAXJ];
 static int done_arg_token;
 
+static weft_chan *gate;
+static _Atomic int gate_after_discards; /* > 0: the discard hook closes the gate at that many discards */
+static _Atomic int discards;
+
 static void reset(void) {
+  atomic_store(&gate_after_discards, 0);
+  atomic_store(&discards, 0);
   for (int i = 0; i < MAXJ; i++) {
     ids[i] = i;
     atomic_store(&done_calls[i], 0);
@@ -45,6 +51,8 @@ static void on_discard(void *arg, void *darg) {
   int id = *(int *)arg;
   if (atomic_load(&done_calls[id]) == 0) atomic_fetch_add(&discard_before_done[id], 1);
   atomic_fetch_add(&discard_calls[id], 1);
+  int n = atomic_fetch_add(&discards, 1) + 1;
+  if (n == atomic_load(&gate_after_discards)) weft_chan_close(gate);
 }
 
 /* A job that returns its arg's id as a result: 0 for even ids, -100 - id for odd ones. */
@@ -55,13 +63,22 @@ static int result_job(weft_ctx *ctx, void *arg) {
 }
 
 /* A job that blocks until the gate channel is closed (returns 0) or its context ends (its error). */
-static weft_chan *gate;
 static _Atomic int started;
 static int gate_job(weft_ctx *ctx, void *arg) {
   (void)arg;
   atomic_fetch_add(&started, 1);
   int x;
   int rc = weft_chan_recv(gate, ctx, &x);
+  return rc == WEFT_ECLOSED ? 0 : rc;
+}
+
+/* The same, deaf to its context: it returns only when the gate is closed. */
+static int stubborn_gate_job(weft_ctx *ctx, void *arg) {
+  (void)ctx;
+  (void)arg;
+  atomic_fetch_add(&started, 1);
+  int x;
+  int rc = weft_chan_recv(gate, NULL, &x);
   return rc == WEFT_ECLOSED ? 0 : rc;
 }
 
@@ -163,15 +180,18 @@ WEFT_TEST(pool_done, future_state_is_pending_until_the_end_and_for_null) {
 
 /* One worker held by a gate job: jobs queued behind it are discarded by a cancel shutdown (canceled before
  * start, on the shutdown thread), the gate job is canceled while running; on_done runs before the discard
- * hook; every completion arrives once. */
+ * hook; every completion arrives once. The gate job ignores the cancel and the fifth discard opens its
+ * gate: a gate job that returned at the cancel would let its worker take the queued jobs and discard
+ * them itself, on its own thread, before the shutdown thread does. */
 WEFT_TEST(pool_done, shutdown_cancel_classes_and_order) {
   reset();
   cr_assert_eq(weft_chan_create(sizeof(int), 1, &gate), 0);
   atomic_store(&started, 0);
+  atomic_store(&gate_after_discards, 5);
   weft_pool *p = new_pool(1, 16);
   weft_chan *dc = new_done_chan(16);
   weft_job_opts jo = done_opts(dc);
-  cr_assert_eq(weft_pool_submit_opts(p, NULL, gate_job, &ids[0], &jo, NULL), 0);
+  cr_assert_eq(weft_pool_submit_opts(p, NULL, stubborn_gate_job, &ids[0], &jo, NULL), 0);
   wait_started(1);
   for (int i = 1; i < 6; i++) cr_assert_eq(weft_pool_submit_opts(p, NULL, result_job, &ids[i], &jo, NULL), 0);
   weft_pool_report rep;
