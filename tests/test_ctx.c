@@ -601,9 +601,11 @@ WEFT_TEST(ctx, signal_nth_steps_count_every_arrival) {
   weft_cancel *late_k;
   cr_assert_eq(weft_ctx_with_signals_nth(weft_background(), sigs, 2, 1, false, &late, &late_k), 0);
   cr_assert_eq(weft_ctx_err(c[2]), 0, "two arrivals do not reach the third step");
-  raise(SIGUSR2);
+  raise(SIGUSR1); /* not SIGUSR2: the third step's cause then shows which arrival cancelled it */
   cr_assert_eq(weft_ctx_wait_until(late, weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
   cr_assert_eq(weft_ctx_wait_until(c[2], weft_deadline_in(WEFT_SEC(10))), WEFT_ECANCELED);
+  cr_assert_eq(weft_ctx_cause(c[2]), WEFT_SIGNAL_CAUSE(SIGUSR1), "the third step, by the third arrival");
+  cr_assert_eq(weft_ctx_cause(late), WEFT_SIGNAL_CAUSE(SIGUSR1), "a step made later, by the next arrival");
   cr_assert_eq(weft_ctx_cause(c[0]), WEFT_SIGNAL_CAUSE(SIGUSR1), "a step is cancelled once");
   for (int i = 0; i < 3; i++) weft_ctx_end(k[i]);
   weft_ctx_end(late_k);
