@@ -253,6 +253,61 @@ WEFT_TEST(ctx_stress, polling_observer_sees_whole_subtree_done) {
   }
 }
 
+/* The converse, Go's order: a context seen done because an ancestor was cancelled (or its deadline
+ * fired) has that ancestor, and every context between them, seen done too. The observer polls the leaves
+ * while the canceller walks the tree; the root is published last by the walk, so without the guarantee
+ * the first leaf seen done comes with a live root almost every round. */
+typedef struct {
+  weft_ctx *root, *mid;
+  weft_ctx **leaves;
+  int n;
+  _Atomic int go;
+  int bad_root, bad_mid, seen; /* read after join */
+} leaf_arg;
+
+static void *poll_leaves(void *p) {
+  leaf_arg *a = p;
+  while (!atomic_load(&a->go)) sched_yield();
+  for (;;) {
+    for (int i = 0; i < a->n; i++) {
+      if (weft_ctx_err(a->leaves[i]) == 0) continue;
+      a->seen = i + 1;
+      if (weft_ctx_err(a->mid) == 0) a->bad_mid = 1;
+      if (weft_ctx_err(a->root) == 0 || weft_ctx_cause(a->root) == 0) a->bad_root = 1;
+      return NULL;
+    }
+  }
+}
+
+WEFT_TEST(ctx_stress, observer_of_a_done_leaf_sees_its_ancestors_done) {
+  long rounds = weft_test_env("WEFT_STRESS_ITERS", 400 / WEFT_TEST_SCALE);
+  enum { N = 512 };
+  int bad_root = 0, bad_mid = 0;
+  for (long round = 0; round < rounds; round++) {
+    bool timer = round % 2; /* odd rounds: the root's deadline ends it, on the timer thread */
+    weft_ctx *root, *mid, *leaves[N];
+    weft_cancel *root_cancel, *mid_cancel, *leaves_cancel[N];
+    cr_assert_eq(timer ? weft_ctx_with_timeout(weft_background(), WEFT_MS(2), &root, &root_cancel)
+                       : weft_ctx_with_cancel(weft_background(), &root, &root_cancel), 0);
+    cr_assert_eq(weft_ctx_with_cancel(root, &mid, &mid_cancel), 0);
+    for (int i = 0; i < N; i++) cr_assert_eq(weft_ctx_with_cancel(mid, &leaves[i], &leaves_cancel[i]), 0);
+    leaf_arg a = {.root = root, .mid = mid, .leaves = leaves, .n = N};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, poll_leaves, &a), 0);
+    atomic_store(&a.go, 1);
+    if (!timer) weft_ctx_cancel(root_cancel);
+    pthread_join(th, NULL);
+    cr_assert_gt(a.seen, 0);
+    bad_root += a.bad_root, bad_mid += a.bad_mid;
+    cr_assert_eq(weft_ctx_wait_until(root, WEFT_FOREVER), timer ? WEFT_EDEADLINE : WEFT_ECANCELED);
+    for (int i = 0; i < N; i++) weft_ctx_end(leaves_cancel[i]);
+    weft_ctx_end(mid_cancel);
+    weft_ctx_end(root_cancel);
+  }
+  cr_assert_eq(bad_root + bad_mid, 0, "a leaf was seen done with its root live in %d of %ld rounds, its parent in %d",
+               bad_root, rounds, bad_mid);
+}
+
 WEFT_TEST(ctx_stress, deep_chain_cancel_does_not_recurse) {
   long n = 200000 / WEFT_TEST_SCALE;
   weft_ctx **chain = malloc((size_t)n * sizeof *chain);

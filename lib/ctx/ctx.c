@@ -239,6 +239,7 @@ static void multi_deregister(weft_ctx *c) {
  * woken — finds every descendant of c done too. c stays locked in between, so nothing can be derived from
  * it meanwhile. */
 static void mark_done(weft_ctx *c, int cause, weft__cbnode **pending) {
+  atomic_store_explicit(&c->err, WEFT__ERR_ENDING, memory_order_relaxed); /* before any descendant is published */
   c->cause = cause;
   if (c->kind == WEFT__K_DEADLINE) {
     weft__timer_disarm(c);
@@ -538,18 +539,29 @@ int weft_ctx_with_parents(weft_ctx *const *parents, size_t n, weft_ctx **out, we
 
 /* ---- queries ------------------------------------------------------------------------------------- */
 
+/* s's cancel has started but not yet published its err: its descendants are being published first. The
+ * walk holds s's lock from mark_done() to notify(), so taking it waits for the err. */
+__attribute__((noinline)) static int err_after_ending(weft_ctx *s) {
+  weft__lock(s);
+  int e = atomic_load_explicit(&s->err, memory_order_acquire);
+  weft__unlock(s);
+  return e;
+}
+
 int weft_ctx_err(const weft_ctx *c) {
   if (WEFT__UNLIKELY(c == NULL)) return WEFT_EINVAL;
-  return atomic_load_explicit(&weft__src(c)->err, memory_order_acquire);
+  weft_ctx *s = weft__src(c);
+  int e = atomic_load_explicit(&s->err, memory_order_acquire);
+  if (WEFT__UNLIKELY(e == WEFT__ERR_ENDING)) return err_after_ending(s);
+  return e;
 }
 
 bool weft_ctx_done(const weft_ctx *c) { return c != NULL && weft_ctx_err(c) != 0; }
 
 int weft_ctx_cause(const weft_ctx *c) {
   if (c == NULL) return WEFT_EINVAL;
-  const weft_ctx *s = weft__src(c);
-  if (atomic_load_explicit(&s->err, memory_order_acquire) == 0) return 0;
-  return s->cause;
+  if (weft_ctx_err(c) == 0) return 0;
+  return weft__src(c)->cause;
 }
 
 int64_t weft_ctx_deadline(const weft_ctx *c) { return c ? weft__src(c)->u.c.deadline : WEFT_FOREVER; }

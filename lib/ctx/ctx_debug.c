@@ -96,7 +96,7 @@ __attribute__((constructor)) static void leaks_from_env(void) {
 #define DUMP_MAX_DEPTH 200
 
 static void dump_line(FILE *out, weft_ctx *c, int depth, uint32_t now_ms) {
-  int err = atomic_load(&weft__src(c)->err);
+  int err = weft_ctx_err(c); /* not the raw word: it may hold WEFT__ERR_ENDING */
   fprintf(out, "%*s%s %s", depth * 2, "", weft__kind_name(c->kind), state_name(err));
   if (err != 0 && weft__has_cancel(c) && c->cause != err) fprintf(out, " cause=%s", weft_err_name(c->cause));
   int32_t age_ms = (int32_t)(now_ms - c->born_ms);

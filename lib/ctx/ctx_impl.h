@@ -16,6 +16,12 @@
  *   its parent to unlink itself. A context with refs == 0 has no children (children hold their parent).
  *   The timer lock is taken inside a context lock, never the reverse.
  * - Publication. `cause` is written before `err` (seq_cst store); readers load `err` first.
+ *   Order, both ways: a cancel publishes `err` bottom-up (a node after its whole subtree), so whoever sees a
+ *   context done sees its descendants done; and it stores WEFT__ERR_ENDING in the `err` of every node it
+ *   marks before it publishes any, so whoever saw a descendant done and reads an ancestor's `err` finds
+ *   ENDING (or the error) and waits for the ancestor's lock, which the walk holds until the error is out
+ *   (weft_ctx_err). ENDING is only ever seen without the lock: code holding a context's lock sees 0 or the
+ *   error. Go gives the second order (a parent's err is set before its children are cancelled); weft both.
  *   A thread about to sleep sets WEFT__WORD_SLEEPERS in the wake word and then re-reads `err`; cancel
  *   stores `err` and then reads the word: one of the two always sees the other (park.c).
  */
@@ -38,12 +44,13 @@ enum {
 };
 
 #define WEFT__F_STATIC 1u    /* a root: never counted, never freed */
+#define WEFT__ERR_ENDING INT32_MIN /* in err while a cancel walks the context's subtree: not an error */
 
 typedef struct weft__cbnode weft__cbnode;
 typedef struct weft__ext weft__ext;
 
 struct weft_ctx {
-  _Atomic int32_t err;       /* 0 while live; written once under lock */
+  _Atomic int32_t err;       /* 0 while live; WEFT__ERR_ENDING while its cancel walks; then the error */
   int32_t cause;             /* valid once err != 0; before that, a deadline's custom cause (or 0) */
   _Atomic uint32_t refs;
   uint8_t kind;
