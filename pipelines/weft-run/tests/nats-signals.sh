@@ -37,8 +37,10 @@ kill -INT $C
 wait $C; rc=$?
 [ $rc = 130 ] || fail "once: worker exit $rc ($(cat c.log))"
 grep -q "2 done, 0 failed, 0 timed out, 0 handed back" c.log && grep -q "2 fetched = 2 acked" c.log || fail "once: $(cat c.log)"
-# the collector, interrupted, says which job has no result
-timeout 60 "$WR" --collect "$URL/O" >o1 2>e1 & K=$!; PIDS+=($K)
+# the collector, interrupted, says which job has no result. timeout(1) passes a signal it gets on to its
+# child and then to its whole process group, so the child gets it twice (a second Ctrl-C: exit at once);
+# with --foreground it passes it on once.
+timeout --foreground 60 "$WR" --collect "$URL/O" >o1 2>e1 & K=$!; PIDS+=($K)
 wait_for "the collector to read two results" 30 nlines 2 o1
 kill -INT $K; wait $K; rc=$?
 [ $rc = 130 ] && grep -q "1 of 3 jobs have no result yet: 3" e1 || fail "collect on Ctrl-C: exit $rc, $(cat e1)"
