@@ -15,17 +15,32 @@
 /* The longer tests (10,000 jobs, a server restart, leases that must lapse) get a timeout of their own. */
 #define JS_TEST_LONG(suite, name, secs) Test(suite, name, .timeout = (secs))
 
-/* ---- helpers ---------------------------------------------------------------------------------------- */
+/* ---- fixture: a test's server, its connections and consumers ------------------------------------------ */
 
-static weft_js *conn(const nats_server *s) {
+/* What a test holds against its server: the server, and the connections and consumers it opened through
+ * js_connect() and open_consumer(). js_down() closes them all (consumers first, newest first; every close
+ * asserted to succeed) and stops the server. Whatever else a test makes (a pipeline, a context, a consumer
+ * opened by hand) it ends itself before js_down(). */
+typedef struct js_fixture {
+  nats_server s;
+  weft_js *conns[4];
+  size_t n_conns;
+  weft_js_consumer *consumers[4];
+  size_t n_consumers;
+} js_fixture;
+
+/* One more connection to the fixture's server; the fixture owns it (js_down() closes it). */
+static weft_js *js_connect(js_fixture *f) {
+  cr_assert_lt(f->n_conns, sizeof f->conns / sizeof f->conns[0]);
   weft_js_opts o = WEFT_JS_OPTS_INIT;
-  o.url = s->url;
+  o.url = f->s.url;
   weft_js *js = NULL;
   cr_assert_eq(weft_js_connect(&o, &js), 0, "connect: %s", weft_js_last_error());
+  f->conns[f->n_conns++] = js;
   return js;
 }
 
-/* A stream JOBS_<tag> on subject <tag>.jobs; retried while JetStream finishes starting up. */
+/* The stream `name` storing `subject` (in memory or in files); retried while JetStream finishes starting. */
 static void mk_stream(weft_js *js, const char *name, const char *subject, bool memory) {
   weft_js_stream_opts so = WEFT_JS_STREAM_OPTS_INIT;
   so.name = name;
@@ -39,8 +54,29 @@ static void mk_stream(weft_js *js, const char *name, const char *subject, bool m
   cr_assert_eq(rc, 0, "stream: %s", weft_js_last_error());
 }
 
-static weft_js_consumer *open_consumer(weft_js *js, const char *stream, const char *durable, int64_t max_deliver,
-                                       size_t max_in_flight, int64_t job_timeout) {
+/* Starts the test's server (skips the test when no nats-server is installed), connects to it and, unless
+ * `stream` is NULL, creates that stream on `subject`. Returns the connection, which the fixture owns; the
+ * caller ends the fixture with js_down(). */
+static weft_js *js_up(js_fixture *f, const char *stream, const char *subject, bool memory) {
+  memset(f, 0, sizeof *f);
+  NATS_SERVER_OR_SKIP(&f->s);
+  weft_js *js = js_connect(f);
+  if (stream != NULL) mk_stream(js, stream, subject, memory);
+  return js;
+}
+
+/* Closes what the fixture owns (each close must return 0) and stops the server. */
+static void js_down(js_fixture *f) {
+  while (f->n_consumers > 0) cr_assert_eq(weft_js_consumer_close(f->consumers[--f->n_consumers]), 0);
+  while (f->n_conns > 0) cr_assert_eq(weft_js_close(f->conns[--f->n_conns]), 0);
+  ns_stop(&f->s);
+}
+
+/* A pull consumer on `stream` (durable name `durable`) with the tests' AckWait and short backoffs; the
+ * fixture owns it (js_down() closes it; a pipeline reading from it must be destroyed before). */
+static weft_js_consumer *open_consumer(js_fixture *f, weft_js *js, const char *stream, const char *durable,
+                                       int64_t max_deliver, size_t max_in_flight, int64_t job_timeout) {
+  cr_assert_lt(f->n_consumers, sizeof f->consumers / sizeof f->consumers[0]);
   weft_js_consumer_opts co = WEFT_JS_CONSUMER_OPTS_INIT;
   co.stream = stream;
   co.durable = durable;
@@ -52,9 +88,14 @@ static weft_js_consumer *open_consumer(weft_js *js, const char *stream, const ch
   co.backoff_max = WEFT_MS(40);
   weft_js_consumer *c = NULL;
   cr_assert_eq(weft_js_consumer_open(js, &co, &c), 0, "consumer: %s", weft_js_last_error());
+  f->consumers[f->n_consumers++] = c;
   return c;
 }
 
+/* ---- helpers ---------------------------------------------------------------------------------------- */
+
+/* Publishes jobs "job-00000".. with bodies "0".. to `subject`, each asserted new (not a duplicate); with a
+ * deadline other than WEFT_FOREVER, under a context with that deadline (it travels in a header). */
 static void publish_n(weft_js *js, const char *subject, int n, int64_t deadline) {
   weft_ctx *ctx = weft_background();
   weft_cancel *cancel = NULL;
@@ -71,8 +112,23 @@ static void publish_n(weft_js *js, const char *subject, int n, int64_t deadline)
   if (cancel) weft_ctx_end(cancel);
 }
 
+/* One message, fetched within `timeout` (asserted); the caller finishes it. */
+static weft_js_msg *fetch_one(weft_js_consumer *c, int64_t timeout) {
+  weft_js_msg *m;
+  size_t n;
+  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, timeout, &m, &n), 0);
+  return m;
+}
+
+/* Asserts that no message comes within `timeout`: a fetch of one times out. `why` says what that shows. */
+static void assert_no_delivery(weft_js_consumer *c, int64_t timeout, const char *why) {
+  weft_js_msg *m;
+  size_t n;
+  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, timeout, &m, &n), WEFT_ETIMEDOUT, "%s", why);
+}
+
 /* The job's number from its identity "job-NNNNN" (asserted on the test's thread: other threads check
- * job_index_ok() and report through counters, since an assertion must fail on the test's own thread). */
+ * job_index_raw() and report through counters, since an assertion must fail on the test's own thread). */
 static int job_index_raw(const weft_js_msg *m) {
   const char *id = weft_js_msg_id(m);
   if (id == NULL || strncmp(id, "job-", 4) != 0) return -1;
@@ -96,6 +152,51 @@ static weft_js_report report(weft_js_consumer *c) {
   cr_assert_eq(weft_js_consumer_report(c, &r), 0);
   assert_classes_add_up(&r);
   return r;
+}
+
+/* Finishes m with the job's result `result` and asserts the outcome the module reports. */
+static void finish_expect(weft_js_msg *m, int result, weft_js_outcome want) {
+  weft_js_outcome oc;
+  cr_assert_eq(weft_js_finish(m, result, &oc), 0);
+  cr_assert_eq(oc, want, "outcome %s, expected %s", weft_js_outcome_name(oc), weft_js_outcome_name(want));
+}
+
+/* ---- pipelines -------------------------------------------------------------------------------------- */
+
+typedef struct run_arg {
+  weft_pipeline *p;
+  weft_ctx *ctx;
+  int rc;
+  weft_pipeline_report rep;
+  pthread_t t;
+} run_arg;
+
+static void *run_main(void *arg) {
+  run_arg *ra = arg;
+  ra->rc = weft_pipeline_run(ra->p, ra->ctx, &ra->rep);
+  return NULL;
+}
+
+/* Runs p under ctx on a thread of its own (ra->t); once that is joined, ra->rc and ra->rep hold the run's
+ * result. The caller joins the thread and keeps owning (destroys) the pipeline. */
+static void run_start(run_arg *ra, weft_pipeline *p, weft_ctx *ctx) {
+  *ra = (run_arg){.p = p, .ctx = ctx};
+  cr_assert_eq(pthread_create(&ra->t, NULL, run_main, ra), 0);
+}
+
+/* A pipeline whose source fetches from c (each job's context derived from jobs_ctx) into a jobs stage of
+ * `workers` threads running `job` (out_capacity 0: the stage's default). The caller adds the last stage
+ * and owns the pipeline. */
+static weft_pipeline *jobs_pipeline(weft_js_consumer *c, weft_ctx *jobs_ctx, const weft_js_job *job, size_t workers,
+                                    size_t out_capacity) {
+  weft_pipeline *p;
+  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
+  cr_assert_eq(weft_js_pipeline_source(p, NULL, c, jobs_ctx), 0);
+  weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
+  o.workers = workers;
+  if (out_capacity != 0) o.out_capacity = out_capacity;
+  cr_assert_eq(weft_js_pipeline_jobs(p, &o, job), 0);
+  return p;
 }
 
 /* ---- bad input ------------------------------------------------------------------------------------ */
@@ -137,9 +238,8 @@ WEFT_TEST(jetstream, einval) {
 }
 
 WEFT_TEST(jetstream, einval_with_server) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
+  js_fixture f;
+  weft_js *js = js_up(&f, NULL, NULL, false);
   weft_js_stream_opts so = WEFT_JS_STREAM_OPTS_INIT;
   so.name = "bad.name";
   cr_assert_eq(weft_js_stream_ensure(js, &so), WEFT_EINVAL);
@@ -164,22 +264,19 @@ WEFT_TEST(jetstream, einval_with_server) {
   size_t n;
   cr_assert_eq(weft_js_fetch(c, weft_background(), 5, 0, m, &n), WEFT_EINVAL); /* more than max_in_flight */
   cr_assert_eq(weft_js_fetch(c, weft_background(), 0, 0, m, &n), WEFT_EINVAL);
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_MS(50), m, &n), WEFT_ETIMEDOUT); /* empty */
+  assert_no_delivery(c, WEFT_MS(50), "empty");
   /* a publish to a subject no stream stores */
   cr_assert_eq(weft_js_publish(js, NULL, "nowhere", "x", 1, NULL, NULL), WEFT_JS_ENATS);
   cr_assert_eq(weft_js_close(js), WEFT_EBUSY); /* a consumer is open */
   cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f); /* the connection closes now that its consumer is closed */
 }
 
 /* ---- the basic cycle ---------------------------------------------------------------------------------- */
 
 WEFT_TEST(jetstream, publish_fetch_ack_and_duplicates) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "B", "b.jobs", true);
+  js_fixture f;
+  weft_js *js = js_up(&f, "B", "b.jobs", true);
   publish_n(js, "b.jobs", 20, WEFT_FOREVER);
   bool dup = false;
   cr_assert_eq(weft_js_publish(js, NULL, "b.jobs", "3", 1, "job-00003", &dup), 0);
@@ -189,7 +286,7 @@ WEFT_TEST(jetstream, publish_fetch_ack_and_duplicates) {
   const char *hdrs[] = {"Weft-Timeout", "5s", "Weft-Submitter", "host-a"};
   cr_assert_eq(weft_js_publish_with_headers(js, NULL, "b.jobs", "20", 2, "job-00020", hdrs, 2, &dup), 0);
   cr_assert(!dup);
-  weft_js_consumer *c = open_consumer(js, "B", "w", -1, 8, WEFT_FOREVER);
+  weft_js_consumer *c = open_consumer(&f, js, "B", "w", -1, 8, WEFT_FOREVER);
   int seen[20] = {0};
   int next = 0;
   while (next < 20) {
@@ -207,21 +304,17 @@ WEFT_TEST(jetstream, publish_fetch_ack_and_duplicates) {
       cr_assert_eq(weft_js_msg_delivered(m[i]), 1);
       cr_assert_eq(weft_js_msg_deadline(m[i]), WEFT_FOREVER);
       cr_assert_eq(weft_ctx_err(weft_js_msg_ctx(m[i])), 0);
-      weft_js_outcome oc;
-      cr_assert_eq(weft_js_finish(m[i], 0, &oc), 0);
-      cr_assert_eq(oc, WEFT_JS_COMPLETED);
+      finish_expect(m[i], 0, WEFT_JS_COMPLETED);
       seen[k]++;
     }
   }
-  weft_js_msg *m;
-  size_t n;
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+  weft_js_msg *m = fetch_one(c, WEFT_SEC(10));
   cr_assert_str_eq(weft_js_msg_id(m), "job-00020");
   cr_assert_str_eq(weft_js_msg_header(m, "Weft-Timeout"), "5s");
   cr_assert_str_eq(weft_js_msg_header(m, "Weft-Submitter"), "host-a");
   cr_assert_null(weft_js_msg_header(m, "Weft-None"));
   cr_assert_eq(weft_js_finish(m, 0, NULL), 0);
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_MS(300), &m, &n), WEFT_ETIMEDOUT);
+  assert_no_delivery(c, WEFT_MS(300), "all 21 were acked");
   weft_js_report r = report(c);
   cr_assert_eq(r.fetched, 21);
   cr_assert_eq(r.completed, 21);
@@ -231,49 +324,37 @@ WEFT_TEST(jetstream, publish_fetch_ack_and_duplicates) {
   cr_assert_eq(st.pending, 0);
   cr_assert_eq(st.ack_pending, 0);
   cr_assert_eq(st.ack_floor, 21);
-  cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 /* A worker loop whose jobs last longer than AckWait: the lease of the next message starts at its own
  * fetch, not at the previous one, so a job that ends at once after a long one is completed, not lapsed. */
 WEFT_TEST(jetstream, lease_starts_at_its_own_fetch) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "F", "f.jobs", true);
+  js_fixture f;
+  weft_js *js = js_up(&f, "F", "f.jobs", true);
   publish_n(js, "f.jobs", 3, WEFT_FOREVER);
-  weft_js_consumer *c = open_consumer(js, "F", "w", -1, 1, WEFT_FOREVER);
+  weft_js_consumer *c = open_consumer(&f, js, "F", "w", -1, 1, WEFT_FOREVER);
   for (int i = 0; i < 3; i++) {
-    weft_js_msg *m;
-    size_t n;
-    cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+    weft_js_msg *m = fetch_one(c, WEFT_SEC(10));
     cr_assert_eq(job_index(m), i);
     cr_assert_eq(weft_js_msg_delivered(m), 1);
     if (i < 2) usleep(2 * ACK_WAIT / 1000); /* a long job: kept alive by heartbeats */
-    weft_js_outcome oc;
-    cr_assert_eq(weft_js_finish(m, 0, &oc), 0);
-    cr_assert_eq(oc, WEFT_JS_COMPLETED, "job %d: %s", i, weft_js_outcome_name(oc));
+    finish_expect(m, 0, WEFT_JS_COMPLETED);
   }
   weft_js_report r = report(c);
   cr_assert_eq(r.completed, 3);
   cr_assert_eq(r.redelivered, 0);
-  cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 /* ---- a worker process killed mid-job ------------------------------------------------------------------ */
 
 WEFT_TEST(jetstream, killed_worker_jobs_redelivered_each_ends_once) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "K", "k.jobs", false);
+  js_fixture f;
+  weft_js *js = js_up(&f, "K", "k.jobs", false);
   enum { N = 60, DONE_BY_CHILD = 10, HELD = 5 };
   publish_n(js, "k.jobs", N, WEFT_FOREVER);
-  weft_js_consumer *c = open_consumer(js, "K", "w", -1, 16, WEFT_FOREVER); /* creates the consumer */
+  weft_js_consumer *c = open_consumer(&f, js, "K", "w", -1, 16, WEFT_FOREVER); /* creates the consumer */
 
   int out[2];
   cr_assert_eq(pipe(out), 0);
@@ -285,15 +366,15 @@ WEFT_TEST(jetstream, killed_worker_jobs_redelivered_each_ends_once) {
     char a[16], b[16];
     snprintf(a, sizeof a, "%d", DONE_BY_CHILD);
     snprintf(b, sizeof b, "%d", HELD);
-    execl(JS_WORKER_PATH, JS_WORKER_PATH, s.url, "K", "w", a, b, (char *)NULL);
+    execl(JS_WORKER_PATH, JS_WORKER_PATH, f.s.url, "K", "w", a, b, (char *)NULL);
     _exit(127);
   }
   close(out[1]);
-  FILE *f = fdopen(out[0], "r");
+  FILE *from_worker = fdopen(out[0], "r");
   int done_by[N] = {0}, held[N] = {0};
   char line[128];
   bool ready = false;
-  while (!ready && fgets(line, sizeof line, f) != NULL) {
+  while (!ready && fgets(line, sizeof line, from_worker) != NULL) {
     if (strncmp(line, "DONE job-", 9) == 0) done_by[atoi(line + 9)]++;
     else if (strncmp(line, "HOLD job-", 9) == 0) held[atoi(line + 9)]++;
     else if (strncmp(line, "READY", 5) == 0) ready = true;
@@ -303,7 +384,7 @@ WEFT_TEST(jetstream, killed_worker_jobs_redelivered_each_ends_once) {
   int st;
   cr_assert_eq(waitpid(pid, &st, 0), pid);
   cr_assert(WIFSIGNALED(st));
-  fclose(f);
+  fclose(from_worker);
 
   int done_here[N] = {0}, redelivered_here[N] = {0};
   int total = DONE_BY_CHILD;
@@ -318,9 +399,7 @@ WEFT_TEST(jetstream, killed_worker_jobs_redelivered_each_ends_once) {
     for (size_t i = 0; i < n; i++) {
       int k = job_index(m[i]);
       if (weft_js_msg_delivered(m[i]) > 1) redelivered_here[k]++;
-      weft_js_outcome oc;
-      cr_assert_eq(weft_js_finish(m[i], 0, &oc), 0);
-      cr_assert_eq(oc, WEFT_JS_COMPLETED);
+      finish_expect(m[i], 0, WEFT_JS_COMPLETED);
       done_here[k]++;
       total++;
     }
@@ -329,15 +408,11 @@ WEFT_TEST(jetstream, killed_worker_jobs_redelivered_each_ends_once) {
     cr_assert_eq(done_by[k] + done_here[k], 1, "job %d completed %d times", k, done_by[k] + done_here[k]);
     cr_assert_eq(redelivered_here[k], held[k], "job %d: redelivered iff the killed worker held it", k);
   }
-  weft_js_msg *m;
-  size_t n;
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, 2 * ACK_WAIT, &m, &n), WEFT_ETIMEDOUT);
+  assert_no_delivery(c, 2 * ACK_WAIT, "every job completed once");
   weft_js_report r = report(c);
   cr_assert_eq(r.completed, N - DONE_BY_CHILD);
   cr_assert_eq(r.redelivered, HELD);
-  cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 /* ---- leases: kept while the job's context lives, lapsing once it hangs past its deadline --------------- */
@@ -365,19 +440,15 @@ static void *rival_main(void *arg) {
 }
 
 JS_TEST_LONG(jetstream, long_job_kept_alive_then_redelivered_after_its_deadline, 180.0) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "L", "l.jobs", true);
+  js_fixture f;
+  weft_js *js = js_up(&f, "L", "l.jobs", true);
   publish_n(js, "l.jobs", 1, WEFT_FOREVER);
   /* Worker A: a per-job timeout of 6 AckWaits. */
-  weft_js_consumer *a = open_consumer(js, "L", "w", -1, 4, 6 * ACK_WAIT);
-  weft_js *js2 = conn(&s);
-  rival rv = {.c = open_consumer(js2, "L", "w", -1, 4, WEFT_FOREVER)};
+  weft_js_consumer *a = open_consumer(&f, js, "L", "w", -1, 4, 6 * ACK_WAIT);
+  weft_js *js2 = js_connect(&f);
+  rival rv = {.c = open_consumer(&f, js2, "L", "w", -1, 4, WEFT_FOREVER)};
 
-  weft_js_msg *m;
-  size_t n;
-  cr_assert_eq(weft_js_fetch(a, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+  weft_js_msg *m = fetch_one(a, WEFT_SEC(10));
   pthread_t t;
   cr_assert_eq(pthread_create(&t, NULL, rival_main, &rv), 0);
   /* The job runs for 3 AckWaits with its context alive: the rival must get nothing, however slow the
@@ -396,11 +467,8 @@ JS_TEST_LONG(jetstream, long_job_kept_alive_then_redelivered_after_its_deadline,
   cr_assert_eq(atomic_load(&rv.delivered), 2);
   /* The hung job finally returns: its lease lapsed, so nothing is sent (an Ack now could settle the
    * rival's delivery). */
-  weft_js_outcome oc;
-  cr_assert_eq(weft_js_finish(m, 0, &oc), 0);
-  cr_assert_eq(oc, WEFT_JS_LAPSED);
-  cr_assert_eq(weft_js_finish(rv.m, 0, &oc), 0);
-  cr_assert_eq(oc, WEFT_JS_COMPLETED);
+  finish_expect(m, 0, WEFT_JS_LAPSED);
+  finish_expect(rv.m, 0, WEFT_JS_COMPLETED);
   atomic_store(&rv.stop, 1);
   pthread_join(t, NULL);
   r = report(a);
@@ -412,30 +480,22 @@ JS_TEST_LONG(jetstream, long_job_kept_alive_then_redelivered_after_its_deadline,
   weft_js_consumer_state st;
   cr_assert_eq(weft_js_consumer_state_get(a, &st), 0);
   cr_assert_eq(st.ack_pending, 0);
-  cr_assert_eq(weft_js_consumer_close(rv.c), 0);
-  cr_assert_eq(weft_js_consumer_close(a), 0);
-  cr_assert_eq(weft_js_close(js2), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 /* ---- poison: MaxDeliver ------------------------------------------------------------------------------- */
 
 WEFT_TEST(jetstream, poison_stops_after_max_deliver_and_is_reported) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "P", "p.jobs", true);
+  js_fixture f;
+  weft_js *js = js_up(&f, "P", "p.jobs", true);
   publish_n(js, "p.jobs", 2, WEFT_FOREVER);
-  weft_js_consumer *c = open_consumer(js, "P", "w", 3, 4, WEFT_FOREVER);
+  weft_js_consumer *c = open_consumer(&f, js, "P", "w", 3, 4, WEFT_FOREVER);
   /* job-00000 always fails (retried with backoff, then dead on delivery 3); job-00001 says it is
    * permanent at once (dead on delivery 1). */
   uint64_t deliveries[2] = {0, 0};
   int dead = 0;
   while (dead < 2) {
-    weft_js_msg *m;
-    size_t n;
-    cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(20), &m, &n), 0);
+    weft_js_msg *m = fetch_one(c, WEFT_SEC(20));
     int k = job_index(m);
     cr_assert_eq(weft_js_msg_delivered(m), deliveries[k] + 1, "deliveries of job %d in order", k);
     deliveries[k]++;
@@ -447,32 +507,24 @@ WEFT_TEST(jetstream, poison_stops_after_max_deliver_and_is_reported) {
   }
   cr_assert_eq(deliveries[0], 3);
   cr_assert_eq(deliveries[1], 1);
-  weft_js_msg *m;
-  size_t n;
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, 2 * ACK_WAIT, &m, &n), WEFT_ETIMEDOUT, "no further delivery");
+  assert_no_delivery(c, 2 * ACK_WAIT, "no further delivery");
   weft_js_report r = report(c);
   cr_assert_eq(r.fetched, 4);
   cr_assert_eq(r.retried, 2);
   cr_assert_eq(r.dead, 2);
   cr_assert_eq(r.redelivered, 2);
-  cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 /* ---- the header's deadline ---------------------------------------------------------------------------- */
 
 WEFT_TEST(jetstream, header_deadline_cancels_the_job) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "D", "d.jobs", true);
+  js_fixture f;
+  weft_js *js = js_up(&f, "D", "d.jobs", true);
   int64_t dl = weft_deadline_in(2 * ACK_WAIT);
   publish_n(js, "d.jobs", 1, dl);
-  weft_js_consumer *c = open_consumer(js, "D", "w", -1, 4, WEFT_FOREVER);
-  weft_js_msg *m;
-  size_t n;
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+  weft_js_consumer *c = open_consumer(&f, js, "D", "w", -1, 4, WEFT_FOREVER);
+  weft_js_msg *m = fetch_one(c, WEFT_SEC(10));
   cr_assert_str_eq(weft_js_msg_id(m), "job-00000");
   cr_assert_not_null(weft_js_msg_header(m, WEFT_JS_DEADLINE_HEADER));
   /* The header carries Unix time; back on this clock it is the publisher's deadline (same host: the two
@@ -482,11 +534,8 @@ WEFT_TEST(jetstream, header_deadline_cancels_the_job) {
   /* The job waits for its context, as a job should: the deadline ends it (its lease kept meanwhile). */
   int rc = weft_ctx_wait_for(weft_js_msg_ctx(m), WEFT_SEC(60));
   cr_assert_eq(rc, WEFT_EDEADLINE);
-  weft_js_outcome oc;
-  cr_assert_eq(weft_js_finish(m, rc, &oc), 0);
-  cr_assert_eq(oc, WEFT_JS_EXPIRED);
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, 2 * ACK_WAIT, &m, &n), WEFT_ETIMEDOUT,
-               "an expired job is terminated, not redelivered");
+  finish_expect(m, rc, WEFT_JS_EXPIRED);
+  assert_no_delivery(c, 2 * ACK_WAIT, "an expired job is terminated, not redelivered");
   /* A job whose deadline passed before it was fetched arrives with its context done. */
   weft_ctx *pctx;
   weft_cancel *pcancel;
@@ -494,15 +543,12 @@ WEFT_TEST(jetstream, header_deadline_cancels_the_job) {
   cr_assert_eq(weft_js_publish(js, pctx, "d.jobs", "late", 4, "late-1", NULL), 0);
   cr_assert_eq(weft_ctx_wait_for(pctx, WEFT_SEC(10)), WEFT_EDEADLINE);
   weft_ctx_end(pcancel);
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+  m = fetch_one(c, WEFT_SEC(10));
   cr_assert_eq(weft_ctx_err(weft_js_msg_ctx(m)), WEFT_EDEADLINE);
-  cr_assert_eq(weft_js_finish(m, WEFT_EDEADLINE, &oc), 0);
-  cr_assert_eq(oc, WEFT_JS_EXPIRED);
+  finish_expect(m, WEFT_EDEADLINE, WEFT_JS_EXPIRED);
   weft_js_report r = report(c);
   cr_assert_eq(r.expired, 2);
-  cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 /* ---- drain and cancel hand work back ----------------------------------------------------------------- */
@@ -526,52 +572,32 @@ static int gated(weft_ctx *ctx, weft_js_msg *m, void *arg) {
   return 0;
 }
 
-typedef struct run_arg {
-  weft_pipeline *p;
-  weft_ctx *ctx;
-  int rc;
-  weft_pipeline_report rep;
-} run_arg;
-
-static void *run_main(void *arg) {
-  run_arg *ra = arg;
-  ra->rc = weft_pipeline_run(ra->p, ra->ctx, &ra->rep);
-  return NULL;
-}
-
+/* The worker's pipeline: fetch, `workers` threads running `job`, and the module's own finish stage. The
+ * caller owns it. */
 static weft_pipeline *worker_pipeline(weft_js_consumer *c, weft_ctx *jobs_ctx, const weft_js_job *job, size_t workers) {
-  weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
-  cr_assert_eq(weft_js_pipeline_source(p, NULL, c, jobs_ctx), 0);
-  weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
-  o.workers = workers;
-  o.out_capacity = 4;
-  cr_assert_eq(weft_js_pipeline_jobs(p, &o, job), 0);
+  weft_pipeline *p = jobs_pipeline(c, jobs_ctx, job, workers, 4);
   cr_assert_eq(weft_js_pipeline_finish(p, NULL), 0);
   return p;
 }
 
 WEFT_TEST(jetstream, cancel_hands_work_back_at_once) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "C", "c.jobs", true);
+  js_fixture f;
+  weft_js *js = js_up(&f, "C", "c.jobs", true);
   enum { N = 20 };
   publish_n(js, "c.jobs", N, WEFT_FOREVER);
-  weft_js_consumer *c = open_consumer(js, "C", "w", -1, 8, WEFT_FOREVER);
+  weft_js_consumer *c = open_consumer(&f, js, "C", "w", -1, 8, WEFT_FOREVER);
   weft_ctx *ctx;
   weft_cancel *cancel;
   cr_assert_eq(weft_ctx_with_cancel(weft_background(), &ctx, &cancel), 0);
   static gate_job g;
   weft_js_job job = {gated, &g};
-  run_arg ra = {.p = worker_pipeline(c, ctx, &job, 2), .ctx = ctx};
-  pthread_t t;
-  cr_assert_eq(pthread_create(&t, NULL, run_main, &ra), 0);
+  run_arg ra;
+  run_start(&ra, worker_pipeline(c, ctx, &job, 2), ctx);
   while (atomic_load(&g.running) < 2) usleep(1000);
   weft_js_report r = report(c);
   while (r.fetched < 8) usleep(1000), r = report(c); /* the source filled max_in_flight */
   weft_ctx_cancel(cancel);
-  pthread_join(t, NULL);
+  pthread_join(ra.t, NULL);
   cr_assert_eq(ra.rc, WEFT_ECANCELED);
   r = report(c);
   cr_assert_eq(r.in_flight, 0);
@@ -579,7 +605,7 @@ WEFT_TEST(jetstream, cancel_hands_work_back_at_once) {
   cr_assert_eq(r.returned, r.fetched, "running and queued jobs are handed back");
   cr_assert_eq(r.completed, 0);
   /* Handed back without delay: another worker gets them, as redeliveries, well before AckWait. */
-  weft_js_consumer *c2 = open_consumer(js, "C", "w", -1, N, WEFT_FOREVER);
+  weft_js_consumer *c2 = open_consumer(&f, js, "C", "w", -1, N, WEFT_FOREVER);
   int got = 0, redelivered = 0;
   while (got < N) {
     weft_js_msg *m[N];
@@ -594,29 +620,23 @@ WEFT_TEST(jetstream, cancel_hands_work_back_at_once) {
   cr_assert_eq((uint64_t)redelivered, r.returned);
   weft_pipeline_destroy(ra.p);
   weft_ctx_end(cancel);
-  cr_assert_eq(weft_js_consumer_close(c2), 0);
-  cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 WEFT_TEST(jetstream, drain_finishes_running_jobs_and_leaves_the_rest) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "R", "r.jobs", true);
+  js_fixture f;
+  weft_js *js = js_up(&f, "R", "r.jobs", true);
   enum { N = 20 };
   publish_n(js, "r.jobs", N, WEFT_FOREVER);
-  weft_js_consumer *c = open_consumer(js, "R", "w", -1, 4, WEFT_FOREVER);
+  weft_js_consumer *c = open_consumer(&f, js, "R", "w", -1, 4, WEFT_FOREVER);
   static gate_job g;
   weft_js_job job = {gated, &g};
-  run_arg ra = {.p = worker_pipeline(c, weft_background(), &job, 2), .ctx = weft_background()};
-  pthread_t t;
-  cr_assert_eq(pthread_create(&t, NULL, run_main, &ra), 0);
+  run_arg ra;
+  run_start(&ra, worker_pipeline(c, weft_background(), &job, 2), weft_background());
   while (atomic_load(&g.running) < 2) usleep(1000);
   cr_assert_eq(weft_pipeline_drain(ra.p), 0);
   atomic_store(&g.release, 1);
-  pthread_join(t, NULL);
+  pthread_join(ra.t, NULL);
   cr_assert_eq(ra.rc, 0);
   cr_assert(ra.rep.drained);
   weft_js_report r = report(c);
@@ -630,18 +650,14 @@ WEFT_TEST(jetstream, drain_finishes_running_jobs_and_leaves_the_rest) {
   }
   cr_assert_eq((uint64_t)ran, r.completed);
   /* The rest stays for other workers, and a message handed back directly goes to the next fetch at once. */
-  weft_js_msg *m;
-  size_t n;
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+  weft_js_msg *m = fetch_one(c, WEFT_SEC(10));
   int k = job_index(m);
   cr_assert_eq(atomic_load(&g.ran[k]), 0);
-  weft_js_outcome oc;
-  cr_assert_eq(weft_js_finish(m, WEFT_ESTOPPED, &oc), 0);
-  cr_assert_eq(oc, WEFT_JS_RETURNED);
+  finish_expect(m, WEFT_ESTOPPED, WEFT_JS_RETURNED);
   int total = ran;
   bool k_back = false;
   while (total < N) {
-    cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_SEC(10), &m, &n), 0);
+    m = fetch_one(c, WEFT_SEC(10));
     int j = job_index(m);
     cr_assert_eq(atomic_load(&g.ran[j]), 0, "job %d ran twice", j);
     if (j == k) {
@@ -653,11 +669,9 @@ WEFT_TEST(jetstream, drain_finishes_running_jobs_and_leaves_the_rest) {
     total++;
   }
   cr_assert(k_back, "a job handed back came back");
-  cr_assert_eq(weft_js_fetch(c, weft_background(), 1, WEFT_MS(300), &m, &n), WEFT_ETIMEDOUT);
+  assert_no_delivery(c, WEFT_MS(300), "every job ran once");
   weft_pipeline_destroy(ra.p);
-  cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 /* ---- several workers share one stream ----------------------------------------------------------------- */
@@ -691,10 +705,8 @@ static int count_finish(weft_ctx *ctx, const void *item, void *arg) {
 }
 
 static void share_stream(int workers, const char *stream, const char *subject) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *pubjs = conn(&s);
-  mk_stream(pubjs, stream, subject, false);
+  js_fixture f;
+  weft_js *pubjs = js_up(&f, stream, subject, false);
   enum { N = 10000 };
   publish_n(pubjs, subject, N, WEFT_FOREVER);
   share sh = {.n = N, .completed = calloc(N, sizeof(_Atomic int))};
@@ -702,25 +714,18 @@ static void share_stream(int workers, const char *stream, const char *subject) {
   weft_js *js[3];
   weft_js_consumer *c[3];
   run_arg ra[3];
-  pthread_t t[3];
   for (int w = 0; w < workers; w++) {
-    js[w] = conn(&s);
-    c[w] = open_consumer(js[w], stream, "w", -1, 64, WEFT_FOREVER);
-    weft_pipeline *p;
-    cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
-    cr_assert_eq(weft_js_pipeline_source(p, NULL, c[w], weft_background()), 0);
-    weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
-    o.workers = 2;
-    cr_assert_eq(weft_js_pipeline_jobs(p, &o, &job), 0);
+    js[w] = js_connect(&f);
+    c[w] = open_consumer(&f, js[w], stream, "w", -1, 64, WEFT_FOREVER);
+    weft_pipeline *p = jobs_pipeline(c[w], weft_background(), &job, 2, 0);
     cr_assert_eq(weft_pipeline_sink(p, NULL, count_finish, &sh), 0);
-    ra[w] = (run_arg){.p = p, .ctx = weft_background()};
-    cr_assert_eq(pthread_create(&t[w], NULL, run_main, &ra[w]), 0);
+    run_start(&ra[w], p, weft_background());
   }
   while (atomic_load(&sh.total) < N) usleep(1000);
   for (int w = 0; w < workers; w++) cr_assert_eq(weft_pipeline_drain(ra[w].p), 0);
   uint64_t fetched = 0, completed = 0;
   for (int w = 0; w < workers; w++) {
-    pthread_join(t[w], NULL);
+    pthread_join(ra[w].t, NULL);
     cr_assert_eq(ra[w].rc, 0);
     weft_js_report r = report(c[w]);
     cr_assert_eq(r.in_flight, 0);
@@ -737,13 +742,8 @@ static void share_stream(int workers, const char *stream, const char *subject) {
   cr_assert_eq(weft_js_consumer_state_get(c[0], &st), 0);
   cr_assert_eq(st.pending, 0);
   cr_assert_eq(st.ack_pending, 0);
-  for (int w = 0; w < workers; w++) {
-    cr_assert_eq(weft_js_consumer_close(c[w]), 0);
-    cr_assert_eq(weft_js_close(js[w]), 0);
-  }
-  cr_assert_eq(weft_js_close(pubjs), 0);
   free(sh.completed);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 JS_TEST_LONG(jetstream, two_workers_share_10000_jobs_none_twice, 300.0) {
@@ -798,21 +798,19 @@ static int distinct_completed(restart_state *rs) {
 }
 
 JS_TEST_LONG(jetstream, server_restart_loses_nothing, 240.0) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "T", "t.jobs", false);
+  js_fixture f;
+  weft_js *js = js_up(&f, "T", "t.jobs", false);
   enum { N = 400 };
   publish_n(js, "t.jobs", N, WEFT_FOREVER);
   restart_state rs = {.n = N, .completed = calloc(N, sizeof(_Atomic int))};
-  rs.c = open_consumer(js, "T", "w", -1, 8, WEFT_FOREVER);
+  rs.c = open_consumer(&f, js, "T", "w", -1, 8, WEFT_FOREVER);
   pthread_t t;
   cr_assert_eq(pthread_create(&t, NULL, restart_worker, &rs), 0);
   while (atomic_load(&rs.total) < N / 4) usleep(1000);
-  ns_stop_process(&s); /* SIGTERM: a clean stop that flushes the file store */
+  ns_stop_process(&f.s); /* SIGTERM: a clean stop that flushes the file store */
   while (weft_js_connected(js)) usleep(1000);
   usleep(300000); /* the worker meets the outage: failing fetches, unsendable acks */
-  cr_assert(ns_spawn(&s), "the server did not restart");
+  cr_assert(ns_spawn(&f.s), "the server did not restart");
   while (distinct_completed(&rs) < N && atomic_load(&rs.bad) == 0) usleep(10000);
   atomic_store(&rs.stop, 1);
   pthread_join(t, NULL);
@@ -842,10 +840,8 @@ JS_TEST_LONG(jetstream, server_restart_loses_nothing, 240.0) {
   cr_assert_eq(st.pending, 0);
   cr_assert_eq(st.ack_pending, 0);
   cr_assert_eq(st.ack_floor, N, "every stored message settled");
-  cr_assert_eq(weft_js_consumer_close(rs.c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
   free(rs.completed);
-  ns_stop(&s);
+  js_down(&f);
 }
 
 /* ---- the publish sink: identity and deadline travel to the next stream -------------------------------- */
@@ -860,34 +856,26 @@ static int upper_job(weft_ctx *ctx, weft_js_msg *m, void *arg) {
 }
 
 WEFT_TEST(jetstream, publish_sink_carries_identity_and_deadline) {
-  nats_server s;
-  NATS_SERVER_OR_SKIP(&s);
-  weft_js *js = conn(&s);
-  mk_stream(js, "IN", "in.jobs", true);
+  js_fixture f;
+  weft_js *js = js_up(&f, "IN", "in.jobs", true);
   mk_stream(js, "OUT", "out.jobs", true);
   enum { N = 30 };
   int64_t dl = weft_deadline_in(WEFT_SEC(600));
   publish_n(js, "in.jobs", N, dl);
-  weft_js_consumer *c = open_consumer(js, "IN", "w", -1, 8, WEFT_FOREVER);
-  weft_pipeline *p;
-  cr_assert_eq(weft_pipeline_create(NULL, &p), 0);
-  cr_assert_eq(weft_js_pipeline_source(p, NULL, c, weft_background()), 0);
-  weft_stage_opts o = WEFT_STAGE_OPTS_INIT;
-  o.workers = 2;
+  weft_js_consumer *c = open_consumer(&f, js, "IN", "w", -1, 8, WEFT_FOREVER);
   weft_js_job job = {upper_job, NULL};
-  cr_assert_eq(weft_js_pipeline_jobs(p, &o, &job), 0);
+  weft_pipeline *p = jobs_pipeline(c, weft_background(), &job, 2, 0);
   weft_js_publish_to to = {js, "out.jobs"};
   cr_assert_eq(weft_js_pipeline_publish(p, NULL, &to), 0);
-  run_arg ra = {.p = p, .ctx = weft_background()};
-  pthread_t t;
-  cr_assert_eq(pthread_create(&t, NULL, run_main, &ra), 0);
+  run_arg ra;
+  run_start(&ra, p, weft_background());
   weft_js_report r = report(c);
   while (r.completed < N) usleep(1000), r = report(c);
   weft_pipeline_drain(p);
-  pthread_join(t, NULL);
+  pthread_join(ra.t, NULL);
   cr_assert_eq(ra.rc, 0);
   weft_pipeline_destroy(p);
-  weft_js_consumer *out = open_consumer(js, "OUT", "reader", -1, N, WEFT_FOREVER);
+  weft_js_consumer *out = open_consumer(&f, js, "OUT", "reader", -1, N, WEFT_FOREVER);
   int seen[N] = {0};
   int got = 0;
   while (got < N) {
@@ -908,8 +896,5 @@ WEFT_TEST(jetstream, publish_sink_carries_identity_and_deadline) {
     }
   }
   for (int k = 0; k < N; k++) cr_assert_eq(seen[k], 1);
-  cr_assert_eq(weft_js_consumer_close(out), 0);
-  cr_assert_eq(weft_js_consumer_close(c), 0);
-  cr_assert_eq(weft_js_close(js), 0);
-  ns_stop(&s);
+  js_down(&f);
 }
