@@ -406,6 +406,7 @@ int main(int argc, char **argv) {
 
   a->progress = a->o.bar == 1 || (a->o.bar == -1 && isatty(2));
   a->started_ns = weft_now();
+  if (a->o.dry_run) a->out_buf = malloc(WR_OUT_BUF); /* without it, a write() a line */
   if (a->progress && weft_ctx_with_cancel(weft_background(), &pr.ctx, &pr.cancel) == 0) {
     pr.on = pthread_create(&pr.t, NULL, progress_thread, &pr) == 0;
     if (!pr.on) weft_ctx_end(pr.cancel);
@@ -419,9 +420,11 @@ int main(int argc, char **argv) {
     int pfd = weft_pipeline_fd(a->p);
     while (pfd >= 0 && !weft_pipeline_done(a->p)) {
       struct pollfd pf = {.fd = pfd, .events = POLLIN};
-      (void)poll(&pf, 1, -1);
+      (void)poll(&pf, 1, a->out_buf ? WR_OUT_FLUSH_MS : -1);
+      wr_out_flush(a);
     }
     rc = weft_pipeline_join(a->p, NULL, &rep);
+    wr_out_flush(a);
   }
   if (pr.on) {
     weft_ctx_cancel(pr.cancel);
@@ -441,6 +444,7 @@ out:
   wr_template_free(a->tmpl);
   if (a->devnull >= 0) close(a->devnull);
   free(a->slots);
+  free(a->out_buf);
   free(a->prog);
   free(a->o.src);
   if (fflush(stdout) != 0 && status == 0) status = WR_EXIT_ERROR;

@@ -165,8 +165,14 @@ typedef struct wr_lines {
 } wr_lines;
 void wr_lines_add(struct wr_app *a, wr_job *j, int fd, wr_lines *l, const char *p, size_t n);
 void wr_lines_end(struct wr_app *a, wr_job *j, int fd, wr_lines *l);
-/* Writes n bytes to fd (1 or 2), EINTR-safe. On an error writing stdout the run stops (output_failed). */
+/* Writes n bytes to fd (1 or 2), EINTR-safe. On an error writing stdout the run stops (output_failed).
+ * Callers writing stdout hold out_mu[1]; with the stdout buffer on (--dry-run), the bytes may only be
+ * appended to it (written when it fills and by wr_out_flush). */
 bool wr_write(struct wr_app *a, int fd, const char *p, size_t n);
+/* Writes out what the stdout buffer holds (takes out_mu[1]); false when writing failed. */
+bool wr_out_flush(struct wr_app *a);
+#define WR_OUT_BUF ((size_t)64 << 10)  /* the stdout buffer of --dry-run */
+#define WR_OUT_FLUSH_MS 20             /* and how long a line may wait in it */
 /* Tagged writing: the tag before every line of p[0..n). *bol says whether p starts a line. */
 bool wr_write_tagged(struct wr_app *a, int fd, const wr_job *j, const char *p, size_t n, bool *bol);
 
@@ -212,6 +218,8 @@ typedef struct wr_app {
   int halt_status;
 
   pthread_mutex_t out_mu[3];   /* [1] stdout, [2] stderr: whole lines and whole outputs */
+  char *out_buf;               /* --dry-run: stdout collected here (under out_mu[1]), WR_OUT_BUF bytes */
+  size_t out_len;
   pthread_mutex_t slot_mu;
   uint64_t *slots;             /* bitmap of busy slots */
   bool progress;

@@ -11,7 +11,8 @@
 #     there is none, words after COMMAND belong to it;
 #   - -j N runs at most N at once and reaches N (a barrier the jobs meet), -j 0 runs every input at once,
 #     the default is the number of cores;
-#   - --no-shell, --dry-run (prints commands a shell runs to the same effect, runs nothing), --bar.
+#   - --no-shell, --dry-run (prints commands a shell runs to the same effect, runs nothing; a line shows
+#     while the next input is awaited), --bar.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 usage=$(dirname "$0")/../usage.txt
@@ -179,6 +180,17 @@ printf '%s\n' a 'b c' "it's" | diff - "$tmp/dry.ran" > /dev/null \
   || { cat "$tmp/dry.ran" >&2; fail "--dry-run: the printed commands do not do what the jobs would"; }
 [ "$(count_files "$tmp" ran.)" = 3 ] || fail "--dry-run: the printed commands are not the jobs' ({#} lost?)"
 rm -f "$tmp"/ran.*
+# --dry-run gathers its lines into few writes; a line still comes out while the next input is awaited
+mkfifo "$tmp/slow"
+timeout 120 "$bin" --dry-run echo < "$tmp/slow" > "$tmp/dry.slow" 2> "$tmp/err" & dp=$!
+echo "$dp" >> "$tmp/pids"
+exec 7> "$tmp/slow"
+echo first >&7
+wait_for grep -qx "echo first" "$tmp/dry.slow"
+echo second >&7
+exec 7>&-
+wait "$dp" || fail "--dry-run from a slow input: exit $? ($(cat "$tmp/err"))"
+[ "$(cat "$tmp/dry.slow")" = $'echo first\necho second' ] || fail "--dry-run from a slow input: $(cat "$tmp/dry.slow")"
 wr --bar -k echo ::: a b < /dev/null; same "--bar" $'a\nb'
 wr --no-bar -k echo ::: a b < /dev/null; same "--no-bar" $'a\nb'
 echo "--no-shell, --dry-run, --bar: checked"
