@@ -5,14 +5,14 @@
 #include <stdatomic.h>
 #include <weft/glib.h>
 
+#include "loop_test_jobs.h"
 #include "weft_test.h"
 
-static pthread_t main_thread;
 static weft_pool *pool;
 static GMainContext *mc;
 
 static void setup(void) {
-  main_thread = pthread_self();
+  loop_thread = pthread_self();
   mc = g_main_context_new();
   weft_pool_opts o = WEFT_POOL_OPTS_INIT;
   o.workers = 2;
@@ -33,43 +33,10 @@ static void iterate_until(const int *flag) {
   while (!*flag) g_main_context_iteration(mc, TRUE);
 }
 
-typedef struct result {
-  _Atomic int calls, ran;
-  int rc;
-  weft_job_state state;
-  bool on_main;
-} result;
-
-static int delivered;
-static void on_result(void *job_arg, int job_rc, weft_job_state state, void *cb_arg) {
-  result *r = cb_arg;
-  cr_assert_eq(job_arg, (void *)r);
-  atomic_fetch_add(&r->calls, 1);
-  r->rc = job_rc;
-  r->state = state;
-  r->on_main = pthread_equal(pthread_self(), main_thread);
-  delivered++;
-}
-
-static int job_ok(weft_ctx *ctx, void *arg) {
-  atomic_store(&((result *)arg)->ran, 1);
-  return 0;
-}
-static int job_fail(weft_ctx *ctx, void *arg) {
-  atomic_store(&((result *)arg)->ran, 1);
-  return -31;
-}
-static atomic_int started;
-static int job_wait_ctx(weft_ctx *ctx, void *arg) {
-  atomic_store(&((result *)arg)->ran, 1);
-  atomic_fetch_add(&started, 1);
-  int rc = weft_ctx_wait_for(ctx, WEFT_SEC(30));
-  return rc == WEFT_ETIMEDOUT ? -1 : rc;
-}
-
-static int closed, closed_at;
+static int closed;
+static long closed_at;
 static void on_closed(weft_glib *g, void *arg) {
-  cr_assert(pthread_equal(pthread_self(), main_thread));
+  cr_assert(pthread_equal(pthread_self(), loop_thread));
   closed++;
   closed_at = delivered;
 }
@@ -113,9 +80,9 @@ Test(glib, results_on_the_main_context_thread, .timeout = WEFT_TEST_TIMEOUT) {
   while (delivered < N) g_main_context_iteration(mc, TRUE);
   for (int i = 0; i < N; i++) {
     cr_assert_eq(atomic_load(&rs[i].calls), 1);
-    cr_assert(rs[i].on_main);
+    cr_assert(rs[i].on_loop);
     cr_assert_eq(rs[i].state, i % 4 == 0 ? WEFT_JOB_FAILED : WEFT_JOB_COMPLETED);
-    cr_assert_eq(rs[i].rc, i % 4 == 0 ? -31 : 0);
+    cr_assert_eq(rs[i].rc, i % 4 == 0 ? JOB_FAIL_RC : 0);
   }
   weft_pool_report rep;
   weft_glib_report(g, &rep);
@@ -178,14 +145,14 @@ Test(glib, loop_quits_with_jobs_in_flight, .timeout = WEFT_TEST_TIMEOUT) {
 
 typedef struct fired {
   int calls, err;
-  bool on_main;
+  bool on_loop;
 } fired;
 
 static gboolean on_ctx_done(weft_ctx *ctx, int err, gpointer data) {
   fired *f = data;
   f->calls++;
   f->err = err;
-  f->on_main = pthread_equal(pthread_self(), main_thread);
+  f->on_loop = pthread_equal(pthread_self(), loop_thread);
   return G_SOURCE_REMOVE;
 }
 
@@ -211,7 +178,7 @@ Test(glib, ctx_source_dispatches_once_done, .timeout = WEFT_TEST_TIMEOUT) {
   while (f.calls == 0) g_main_context_iteration(mc, TRUE);
   pthread_join(th, NULL);
   cr_assert_eq(f.err, WEFT_ECANCELED);
-  cr_assert(f.on_main);
+  cr_assert(f.on_loop);
   while (g_main_context_iteration(mc, FALSE)) {
   }
   cr_assert_eq(f.calls, 1, "removed after its callback returned G_SOURCE_REMOVE");

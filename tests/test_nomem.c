@@ -1,8 +1,8 @@
-/* Allocation failure: every allocation weft makes can fail, and every call must then return WEFT_ENOMEM
- * (or succeed) with nothing leaked, never crash. This binary is linked with --wrap for malloc, calloc,
- * realloc and aligned_alloc (tests/CMakeLists.txt), so the allocations of the library's objects go through
- * the wrappers below, which fail every allocation from the k-th on while armed. Each test sweeps k from 0
- * until the operation succeeds, so each allocation site fails once. */
+/* Allocation failure: every allocation weft makes can fail, and every call must then return WEFT_ENOMEM (or
+ * succeed) with nothing leaked, never crash. This binary is linked with --wrap for malloc, calloc, realloc
+ * and aligned_alloc (tests/CMakeLists.txt), so the allocations of the library's objects go through the
+ * wrappers of support/wrap_alloc.h, which fail every allocation from the k-th on while armed. Each test
+ * sweeps k from 0 until the operation succeeds, so each allocation site fails once. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -11,53 +11,7 @@
 
 #include "weft_test.h"
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-
-static _Atomic long budget = -1; /* < 0: unlimited; otherwise allocations left before they fail */
-static _Atomic long failures;
-static _Atomic long only_one = -1; /* >= 0: allocations left before the one that fails (the others pass) */
-
-static bool allow(void) {
-  long o = atomic_load(&only_one);
-  while (o >= 0) {
-    if (atomic_compare_exchange_weak(&only_one, &o, o - 1)) {
-      if (o != 0) return true;
-      atomic_fetch_add(&failures, 1);
-      return false;
-    }
-  }
-  long b = atomic_load(&budget);
-  while (b >= 0) {
-    if (b == 0) {
-      atomic_fetch_add(&failures, 1);
-      return false;
-    }
-    if (atomic_compare_exchange_weak(&budget, &b, b - 1)) return true;
-  }
-  return true;
-}
-void *__wrap_malloc(size_t n) { return allow() ? __real_malloc(n) : NULL; }
-void *__wrap_calloc(size_t n, size_t m) { return allow() ? __real_calloc(n, m) : NULL; }
-void *__wrap_realloc(void *p, size_t n) { return allow() ? __real_realloc(p, n) : NULL; }
-void *__wrap_aligned_alloc(size_t a, size_t n) { return allow() ? __real_aligned_alloc(a, n) : NULL; }
-
-static void arm(long k) {
-  atomic_store(&failures, 0);
-  atomic_store(&budget, k);
-}
-/* Fails the k-th allocation alone: the calls after a failed one still get memory, as in a real shortage
- * that comes and goes, which reaches cleanup paths a failure of everything from k on does not. */
-static void arm_one(long k) {
-  atomic_store(&failures, 0);
-  atomic_store(&only_one, k);
-}
-static void disarm(void) {
-  atomic_store(&budget, -1);
-  atomic_store(&only_one, -1);
-}
+#include "wrap_alloc.h"
 
 #define SWEEP_MAX 400
 

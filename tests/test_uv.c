@@ -7,9 +7,9 @@
 #include <uv.h>
 #include <weft/uv.h>
 
+#include "loop_test_jobs.h"
 #include "weft_test.h"
 
-static pthread_t loop_thread;
 static weft_pool *pool;
 static uv_loop_t loop;
 
@@ -33,46 +33,6 @@ static void teardown(void) {
 TestSuite(uv, .init = setup, .fini = teardown);
 
 /* ---- jobs ---------------------------------------------------------------------------------------- */
-
-typedef struct result {
-  _Atomic int calls;  /* result callbacks for this job */
-  _Atomic int ran;    /* the job ran */
-  int rc;
-  weft_job_state state;
-  bool on_loop;
-  long seq; /* order of delivery */
-} result;
-
-static long delivered;
-
-static void on_result(void *job_arg, int job_rc, weft_job_state state, void *cb_arg) {
-  result *r = cb_arg;
-  cr_assert_eq(job_arg, (void *)r, "the job's arg comes back");
-  atomic_fetch_add(&r->calls, 1);
-  r->rc = job_rc;
-  r->state = state;
-  r->on_loop = pthread_equal(pthread_self(), loop_thread);
-  r->seq = delivered++;
-}
-
-static int job_ok(weft_ctx *ctx, void *arg) {
-  atomic_store(&((result *)arg)->ran, 1);
-  return 0;
-}
-
-static int job_fail(weft_ctx *ctx, void *arg) {
-  atomic_store(&((result *)arg)->ran, 1);
-  return -4242;
-}
-
-static atomic_int started;
-/* Waits (up to 30 s) for its context: returns the context's error. */
-static int job_wait_ctx(weft_ctx *ctx, void *arg) {
-  atomic_store(&((result *)arg)->ran, 1);
-  atomic_fetch_add(&started, 1);
-  int rc = weft_ctx_wait_for(ctx, WEFT_SEC(30));
-  return rc == WEFT_ETIMEDOUT ? -1 : rc;
-}
 
 static int job_block_until_flag(weft_ctx *ctx, void *arg) {
   atomic_int *flag = arg;
@@ -142,7 +102,7 @@ Test(uv, results_on_loop_thread_with_their_class, .timeout = WEFT_TEST_TIMEOUT) 
     cr_assert(rs[i].on_loop);
     if (i % 3 == 0) {
       cr_assert_eq(rs[i].state, WEFT_JOB_FAILED);
-      cr_assert_eq(rs[i].rc, -4242);
+      cr_assert_eq(rs[i].rc, JOB_FAIL_RC);
     } else {
       cr_assert_eq(rs[i].state, WEFT_JOB_COMPLETED);
       cr_assert_eq(rs[i].rc, 0);

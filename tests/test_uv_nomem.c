@@ -1,8 +1,8 @@
-/* Allocation failure in the libuv adapter: every call that allocates returns WEFT_ENOMEM (or succeeds)
- * with nothing leaked and no callback run, whichever allocation fails. This binary is linked with --wrap
- * for malloc and friends (tests/CMakeLists.txt), so the adapter's and libweft's allocations (both linked
- * statically) go through the wrappers below; libuv's, a shared library, do not. Each test sweeps k and
- * fails the k-th allocation alone until the call succeeds. */
+/* Allocation failure in the libuv adapter: every call that allocates returns WEFT_ENOMEM (or succeeds) with
+ * nothing leaked and no callback run, whichever allocation fails. This binary is linked with --wrap for
+ * malloc and friends (tests/CMakeLists.txt), so the adapter's and libweft's allocations (both linked
+ * statically) go through the wrappers of support/wrap_alloc.h; libuv's, a shared library, do not. Each test
+ * sweeps k and fails the k-th allocation alone until the call succeeds. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -10,38 +10,7 @@
 
 #include "weft_test.h"
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-
-static _Atomic long only_one = -1; /* >= 0: allocations left before the one that fails */
-static _Atomic long failures;
-
-static bool allow(void) {
-  long o = atomic_load(&only_one);
-  while (o >= 0) {
-    if (atomic_compare_exchange_weak(&only_one, &o, o - 1)) {
-      if (o != 0) return true;
-      atomic_fetch_add(&failures, 1);
-      return false;
-    }
-  }
-  return true;
-}
-void *__wrap_malloc(size_t n) { return allow() ? __real_malloc(n) : NULL; }
-void *__wrap_calloc(size_t n, size_t m) { return allow() ? __real_calloc(n, m) : NULL; }
-void *__wrap_realloc(void *p, size_t n) { return allow() ? __real_realloc(p, n) : NULL; }
-void *__wrap_aligned_alloc(size_t a, size_t n) { return allow() ? __real_aligned_alloc(a, n) : NULL; }
-
-static void arm_one(long k) {
-  atomic_store(&failures, 0);
-  atomic_store(&only_one, k);
-}
-static long disarm(void) {
-  atomic_store(&only_one, -1);
-  return atomic_load(&failures);
-}
+#include "wrap_alloc.h"
 
 static int calls;
 static void on_result(void *job_arg, int job_rc, weft_job_state state, void *cb_arg) { calls++; }
