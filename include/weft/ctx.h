@@ -130,7 +130,7 @@ WEFT_API void weft_ctx_release(weft_ctx *ctx);
 /* ---- state -------------------------------------------------------------------------------------- */
 
 /* Returns 0 while the context is live, WEFT_ECANCELED once cancelled, WEFT_EDEADLINE once its deadline
- * passed. Two loads from one cache line on a live context: cheap enough for any loop. NULL gives WEFT_EINVAL.
+ * passed. One atomic load on a live context: cheap enough for any loop. NULL gives WEFT_EINVAL.
  * Order: once a context is seen done, every context derived from it is seen done; and a context ended by
  * an ancestor's cancel or deadline is never seen done while that ancestor is seen live (as in Go), so
  * "my context is done: was it the parent?" can be asked of the parent. While a cancel is being published
